@@ -1,0 +1,155 @@
+"""Streaming pre-training data: FASTA -> shuffled -> cropped -> MLM/GLM samples -> token-budget batches.
+
+Every random choice is seeded by (seed, epoch, shard, pool), so the stream is a pure function of its position:
+resuming after ``start_batch`` batches replays the identical batches that follow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from xtrimo.data.batching import bucket_batches, collate, shuffle_buffer
+from xtrimo.data.fasta import read_fasta
+from xtrimo.data.registry import resolve_data_file
+from xtrimo.objectives.mixture import ObjectiveConfig, build_sample, draw_kind
+from xtrimo.objectives.sample import GLM, MLM, Sample
+from xtrimo.tokenizer import ResidueTokenizer
+
+SPECIALS_PER_SAMPLE = 2  # GLM adds <gmask> + <sop>; MLM adds <eos>
+
+
+@dataclass
+class StreamSpec:
+    files: tuple[str, ...]
+    max_length: int  # tokens per sample, special tokens included
+    max_tokens: int  # padded tokens per batch
+    shuffle_buffer: int = 32768
+    bucket_pool: int = 2048
+    seed: int = 0
+
+
+def iter_residues(files: tuple[str, ...], tokenizer: ResidueTokenizer) -> Iterator[np.ndarray]:
+    for f in files:
+        path = resolve_data_file(f)
+        for rec in read_fasta(path):
+            yield tokenizer.encode(rec.sequence, f"{path}:{rec.name}")
+
+
+def _shard(worker_offset: int = 0) -> tuple[int, int]:
+    info = get_worker_info()
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank * nw + wid, world * nw
+
+
+class PretrainStream(IterableDataset):
+    """Infinite stream of collated batches for training (epochs repeat with new shuffles).
+
+    Args:
+        spec: files and sizes.
+        objective: MLM/GLM mixture and curriculum.
+        accumulate: micro-batches per optimizer step (to map batch index -> step for the curriculum).
+        start_batch: batches already consumed by this rank (resume).
+    """
+
+    def __init__(self, spec: StreamSpec, objective: ObjectiveConfig, accumulate: int = 1, start_batch: int = 0):
+        super().__init__()
+        self.spec, self.objective, self.accumulate, self.start_batch = spec, objective, accumulate, start_batch
+        self.tokenizer = ResidueTokenizer()
+
+    def _crop(self, residues: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        room = self.spec.max_length - SPECIALS_PER_SAMPLE
+        if len(residues) <= room:
+            return residues
+        start = int(rng.integers(0, len(residues) - room + 1))
+        return residues[start : start + room]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        shard, n_shards = _shard()
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        skip = max(0, math.ceil((self.start_batch - wid) / nw))
+        produced = 0  # batches this worker has emitted (or skipped) so far
+        for epoch in itertools.count():
+            rng = np.random.default_rng([self.spec.seed, epoch, shard])
+            files = tuple(self.spec.files[i] for i in rng.permutation(len(self.spec.files)))
+            mine = (r for i, r in enumerate(iter_residues(files, self.tokenizer)) if i % n_shards == shard)
+            stream = shuffle_buffer(mine, self.spec.shuffle_buffer, rng)
+            for pool_idx in itertools.count():
+                pool = list(itertools.islice(stream, self.spec.bucket_pool))
+                if not pool:
+                    break
+                prng = np.random.default_rng([self.spec.seed, epoch, shard, pool_idx, 1])
+                step = (produced * nw + wid) // self.accumulate
+                samples = [build_sample(self._crop(r, prng), prng, self.objective, draw_kind(prng, self.objective, step))
+                           for r in pool]
+                for batch in bucket_batches(samples, self.spec.max_tokens, prng):
+                    produced += 1
+                    if produced > skip:
+                        out = collate(batch)
+                        out["epoch"] = torch.tensor(epoch)
+                        yield out
+
+
+def validation_samples(residues: np.ndarray, index: int, max_length: int, objective: ObjectiveConfig, seed: int) -> list[Sample]:
+    """Deterministic MLM and GLM samples for every window of one validation sequence.
+
+    Long sequences are cut into consecutive windows (no residue is dropped, none evaluated twice).
+    """
+    room = max_length - SPECIALS_PER_SAMPLE
+    n_win = max(1, math.ceil(len(residues) / room))
+    out = []
+    for w in range(n_win):
+        window = residues[w * room : (w + 1) * room]
+        rng = np.random.default_rng([seed, index, w])
+        for kind in (MLM, GLM):
+            out.append(build_sample(window, rng, objective, kind))
+    return out
+
+
+class ValidationSet(IterableDataset):
+    """Finite, deterministic validation batches (both objectives on every window), sharded over ranks."""
+
+    def __init__(self, spec: StreamSpec, objective: ObjectiveConfig, max_sequences: int = 0) -> None:
+        super().__init__()
+        self.spec, self.objective, self.max_sequences = spec, objective, max_sequences
+        self.tokenizer = ResidueTokenizer()
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        shard, n_shards = _shard()
+        seqs = iter_residues(self.spec.files, self.tokenizer)
+        if self.max_sequences:
+            seqs = itertools.islice(seqs, self.max_sequences)
+        samples: list[Sample] = []
+        for i, r in enumerate(seqs):
+            if i % n_shards == shard:
+                samples.extend(validation_samples(r, i, self.spec.max_length, self.objective, self.spec.seed))
+            if len(samples) >= self.spec.bucket_pool:
+                yield from (collate(b) for b in bucket_batches(samples, self.spec.max_tokens, None))
+                samples = []
+        if samples:
+            yield from (collate(b) for b in bucket_batches(samples, self.spec.max_tokens, None))
+
+
+def unigram_log_probs(files: tuple[str, ...], vocab_size: int, max_sequences: int = 200_000) -> torch.Tensor:
+    """Log-frequencies ``[V]`` of residues and ``<eos>`` over (the first ``max_sequences`` of) the training files.
+
+    The baseline a model must beat: its perplexity on a split is ``exp(mean -log q(label))``.
+    """
+    tok = ResidueTokenizer()
+    counts = np.zeros(vocab_size, dtype=np.float64)
+    for i, r in enumerate(iter_residues(files, tok)):
+        if i >= max_sequences:
+            break
+        counts += np.bincount(r, minlength=vocab_size)
+        counts[tok.eos_id] += 1
+    counts += 1e-3  # unseen ids get a tiny mass instead of -inf
+    return torch.from_numpy(np.log(counts / counts.sum())).float()

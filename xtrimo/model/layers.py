@@ -1,0 +1,154 @@
+"""Transformer block of xTrimoPGLM: fused-QKV attention with RoPE, GeGLU MLP, post-LN DeepNorm residuals.
+
+The residual stream is kept as a flat ``[T, H]`` tensor of the real (non-padding) tokens, so the linear layers,
+which hold nearly all FLOPs, never compute on padding; only attention sees the padded ``[B, L]`` layout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xtrimo.config import ModelConfig
+from xtrimo.model.rope import apply_rotary
+
+
+@dataclass
+class TokenLayout:
+    """Maps between the flat real-token layout ``[T, ...]`` and the padded ``[B, L, ...]`` one.
+
+    ``index`` holds the flat positions (in ``B * L``) of the real tokens; None means there is no padding and the
+    two layouts are views of each other.
+    """
+
+    batch: int
+    length: int
+    index: torch.Tensor | None = None
+
+    @classmethod
+    def from_valid(cls, valid: torch.Tensor | None, batch: int, length: int) -> TokenLayout:
+        if valid is None or bool(valid.all()):
+            return cls(batch, length)
+        return cls(batch, length, valid.reshape(-1).nonzero().squeeze(1))
+
+    def to_padded(self, x: torch.Tensor) -> torch.Tensor:
+        if self.index is None:
+            return x.view(self.batch, self.length, *x.shape[1:])
+        out = x.new_zeros(self.batch * self.length, *x.shape[1:]).index_copy(0, self.index, x)
+        return out.view(self.batch, self.length, *x.shape[1:])
+
+    def to_flat(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(self.batch * self.length, *x.shape[2:])
+        return flat if self.index is None else flat.index_select(0, self.index)
+
+
+class KVCache:
+    """Pre-allocated key/value buffers ``[B, nh, max_len, hd]`` per layer, for incremental decoding."""
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch, config.num_attention_heads, max_len, config.head_dim)
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
+        self.length = 0  # positions filled so far (advanced by the model after all layers ran)
+        self.max_len = max_len
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
+        self.keys[layer][:, :, self.length : end] = k
+        self.values[layer][:, :, self.length : end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep only the batch rows in ``index`` (e.g. finished sequences dropped)."""
+        self.keys = [k.index_select(0, index) for k in self.keys]
+        self.values = [v.index_select(0, index) for v in self.values]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.rope_mode = config.rope_mode
+        self.dropout = config.attention_dropout
+        self.query_key_value = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        layout: TokenLayout,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: x ``[T, H]``; mask ``[B, 1, Lq, Lk]`` bool or None. Returns ``[T, H]`` and maybe ``[B, nh, Lq, Lk]``."""
+        # fused QKV laid out per head, [h0: q|k|v, h1: q|k|v, ...], as Megatron and HF ProteinGLM
+        qkv = layout.to_padded(self.query_key_value(x))  # [B, L, 3H]
+        b, length = qkv.shape[:2]
+        q, k, v = qkv.view(b, length, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
+        q, k = apply_rotary(q, *rope, self.rope_mode), apply_rotary(k, *rope, self.rope_mode)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)
+        probs = None
+        if need_weights:
+            # explicit softmax only when attention maps are asked for (contacts, fold pair features)
+            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(self.head_dim)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probs = scores.softmax(-1)
+            ctx = (probs.to(v.dtype) @ v)
+        else:
+            ctx = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        ctx = ctx.transpose(1, 2).reshape(b, length, -1)
+        return self.dense(layout.to_flat(ctx)), probs
+
+
+class GeGLU(nn.Module):
+    """``dense_4h_to_h(x1 * gelu(x2))`` with ``x1, x2`` the two halves of ``dense_h_to_4h(x)``."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.dense_h_to_4h = nn.Linear(config.hidden_size, 2 * config.ffn_hidden_size)
+        self.dense_4h_to_h = nn.Linear(config.ffn_hidden_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dense_h_to_4h(x).chunk(2, dim=-1)
+        return self.dense_4h_to_h(x1 * F.gelu(x2))
+
+
+class GLMBlock(nn.Module):
+    """Post-LN DeepNorm block: ``y = LN_in(x); z = LN_post(a*y + Attn(y)); out = a*z + MLP(z)``."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.alpha = config.deepnorm_alpha
+        self.input_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.self_attention = SelfAttention(config, layer_idx)
+        self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layernorm_epsilon)
+        self.mlp = GeGLU(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        layout: TokenLayout,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y = self.input_layernorm(x)
+        a, probs = self.self_attention(y, layout, rope, mask, cache, need_weights)
+        z = self.post_attention_layernorm(self.alpha * y + self.dropout(a))
+        return self.alpha * z + self.dropout(self.mlp(z)), probs

@@ -1,0 +1,62 @@
+"""Rotary position embeddings, 1-D (GLM-130B) and 2-D (xTrimoPGLM-100B).
+
+2-D form: each head's dims are split in halves; the first half rotates with the absolute position
+(``position_ids[:, 0]``), the second with the position inside the generated span (``position_ids[:, 1]``),
+each with rotary dim ``head_dim / 2`` (HF ``get_position_ids``, "100b model").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class RotaryEmbedding(nn.Module):
+    """Produces the ``(cos, sin)`` tables ``[B, 1, L, head_dim]`` for given position ids.
+
+    Args:
+        head_dim: per-head width.
+        mode: ``"1d"`` rotates the whole head with the flattened position; ``"2d"`` as described above.
+        base: the RoPE base (10000).
+    """
+
+    def __init__(self, head_dim: int, mode: str = "1d", base: float = 10000.0) -> None:
+        super().__init__()
+        self.mode = mode
+        rot_dim = head_dim // 2 if mode == "2d" else head_dim
+        inv_freq = 1.0 / (base ** (torch.arange(0, rot_dim, 2, dtype=torch.float32) / rot_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def _table(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = pos.float()[..., None] * self.inv_freq  # [B, L, rot/2]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: position_ids ``[B, 2, L]`` (absolute, block). Returns cos, sin ``[B, 1, L, head_dim]``."""
+        if self.mode == "1d":
+            # the flattened GLM position: prefix 0..P-1, [gMASK] P, span tokens P+1.. (= absolute + block)
+            cos, sin = self._table(position_ids[:, 0] + position_ids[:, 1])
+        else:
+            c0, s0 = self._table(position_ids[:, 0])
+            c1, s1 = self._table(position_ids[:, 1])
+            cos, sin = torch.cat((c0, c1), dim=-1), torch.cat((s0, s1), dim=-1)
+        return cos[:, None], sin[:, None]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mode: str) -> torch.Tensor:
+    """Rotate ``x`` ``[B, nh, L, hd]`` (rotate-half convention); 2-D rotates each half on its own."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if mode == "1d":
+        return x * cos + rotate_half(x) * sin
+    x1, x2 = x.chunk(2, dim=-1)
+    h = x1.shape[-1]
+    return torch.cat(
+        (x1 * cos[..., :h] + rotate_half(x1) * sin[..., :h], x2 * cos[..., h:] + rotate_half(x2) * sin[..., h:]),
+        dim=-1,
+    )

@@ -1,0 +1,51 @@
+"""Per-sample mixture of MLM and GLM with the two-stage curriculum (stage 1 MLM only, stage 2 mixed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from xtrimo.objectives.glm import build_glm_sample
+from xtrimo.objectives.mlm import build_mlm_sample
+from xtrimo.objectives.sample import GLM, MLM, Sample
+
+
+@dataclass
+class ObjectiveConfig:
+    """How samples are built.
+
+    ``glm_prob`` is the stage-2 share of GLM samples (0.8 in the 100B recipe); before ``stage1_steps`` optimizer
+    steps every sample is MLM (the paper's stage 1). ``stage1_steps = 0`` mixes from the start.
+    """
+
+    glm_prob: float = 0.8
+    stage1_steps: int = 0
+    mask_prob: float = 0.15
+    replace_mask: float = 0.8
+    replace_random: float = 0.1
+    min_gmask_ratio: float = 0.2
+
+    def __post_init__(self) -> None:
+        for key in ("glm_prob", "mask_prob", "replace_mask", "replace_random", "min_gmask_ratio"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"objective.{key} must be in [0, 1], got {getattr(self, key)}")
+        if self.replace_mask + self.replace_random > 1.0:
+            raise ValueError("objective.replace_mask + objective.replace_random must be at most 1")
+        if self.stage1_steps < 0:
+            raise ValueError(f"objective.stage1_steps must be >= 0, got {self.stage1_steps}")
+
+    def glm_share(self, step: int) -> float:
+        return 0.0 if step < self.stage1_steps else self.glm_prob
+
+
+def build_sample(residues: np.ndarray, rng: np.random.Generator, cfg: ObjectiveConfig, kind: int) -> Sample:
+    if kind == MLM:
+        return build_mlm_sample(residues, rng, cfg.mask_prob, cfg.replace_mask, cfg.replace_random)
+    if kind == GLM:
+        return build_glm_sample(residues, rng, cfg.min_gmask_ratio)
+    raise ValueError(f"unknown objective kind {kind}")
+
+
+def draw_kind(rng: np.random.Generator, cfg: ObjectiveConfig, step: int) -> int:
+    return GLM if rng.random() < cfg.glm_share(step) else MLM

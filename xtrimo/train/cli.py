@@ -1,0 +1,103 @@
+"""``xtrimo-train``: the Hydra command line for pre-training and fine-tuning.
+
+    xtrimo-train experiment=quickstart
+    xtrimo-train model=small trainer.max_steps=2000 data.train_files=[a.fasta.gz] data.valid_files=[b.fasta.gz]
+    xtrimo-train ... trainer.accelerator=cpu trainer.devices=2 trainer.strategy=ddp
+    xtrimo-train ... strategy=deepspeed_zero2 trainer.devices=8 trainer.num_nodes=4
+    xtrimo-train ... resume=true
+    xtrimo-train model=100b dry_run=true
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from xtrimo.train.config import TrainConfig
+
+log = logging.getLogger("xtrimo")
+
+
+def config_dir() -> Path:
+    """The configs/ folder: $XTRIMO_CONFIG_DIR, the source checkout, or the installed copy."""
+    if os.environ.get("XTRIMO_CONFIG_DIR"):
+        return Path(os.environ["XTRIMO_CONFIG_DIR"])
+    here = Path(__file__).resolve().parents[2] / "configs"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose(overrides: list[str], config_name: str = "train") -> TrainConfig:
+    """Compose ``configs/<config_name>.yaml`` with ``overrides`` into a validated :class:`TrainConfig`.
+
+    Raises:
+        ValueError: one line naming the bad key or value.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValueError(_one_line(exc)) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith(("object_type", "Set the environment"))]
+    msg = "; ".join(dict.fromkeys(lines))
+    if isinstance(exc.__cause__, BaseException) and str(exc.__cause__) not in msg:
+        msg += f" ({_one_line(exc.__cause__)})"
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print(f"configs: {config_dir()}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = compose(argv)
+        if cfg.dry_run:
+            from xtrimo.train.run import dry_run
+
+            dry_run(cfg)
+            return 0
+        from xtrimo.train.run import train
+
+        train(cfg)
+        return 0
+    except KeyboardInterrupt:
+        print("xtrimo-train: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
+        if os.environ.get("XTRIMO_DEBUG"):
+            raise
+        print(f"xtrimo-train: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def _describe(exc: BaseException) -> str:
+    from xtrimo.data.fasta import FastaError
+    from xtrimo.tokenizer import InvalidResidueError
+
+    known = (ValueError, FileNotFoundError, KeyError, FastaError, InvalidResidueError, RuntimeError)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, KeyError):
+        text = text.strip("\"'")
+    return text if isinstance(exc, known) else f"{type(exc).__name__}: {text}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

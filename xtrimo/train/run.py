@@ -1,0 +1,129 @@
+"""Wires a :class:`TrainConfig` into Lightning: model, data, strategy, callbacks, resume, final report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+import yaml
+
+from xtrimo.checkpoint import CheckpointError, load_model
+from xtrimo.config import ModelConfig
+from xtrimo.data.registry import resolve_data_file
+from xtrimo.train.config import TrainConfig
+
+log = logging.getLogger("xtrimo")
+
+
+def flops_per_token(cfg: ModelConfig, context: int) -> float:
+    """Training FLOPs per token (forward + backward = 3x forward): 6N for the matmuls plus attention."""
+    n = cfg.num_parameters() - cfg.padded_vocab_size * cfg.hidden_size  # the embedding lookup is no matmul
+    attention = 2 * 2 * cfg.num_layers * context * cfg.hidden_size  # QK^T and PV, forward
+    return 6 * n + 3 * attention
+
+
+def dry_run(cfg: TrainConfig) -> None:
+    """Compose the model on the meta device and report its size; nothing is allocated."""
+    from xtrimo.model.glm import XTrimoPGLM
+
+    with torch.device("meta"):
+        model = XTrimoPGLM(cfg.model)
+    n = model.num_parameters()
+    assert n == cfg.model.num_parameters()
+    m = cfg.model
+    print(f"model {m.name}: {n:,} parameters ({n / 1e9:.2f}B) on the meta device, nothing allocated")
+    print(f"  layers {m.num_layers}, hidden {m.hidden_size}, heads {m.num_attention_heads} (head dim {m.head_dim}), "
+          f"GeGLU FFN {m.ffn_hidden_size}, context {m.seq_length}, RoPE {m.rope_mode}, vocab {m.padded_vocab_size}")
+    print(f"  bf16 weights {n * 2 / 2**30:.1f} GiB; AdamW training state (fp32 master + 2 moments) {n * 16 / 2**30:.1f} GiB")
+    print(f"  training FLOPs per token at context {m.seq_length}: {flops_per_token(m, m.seq_length):.3e}")
+    print(f"  strategy {cfg.trainer.strategy}, devices {cfg.trainer.devices} x nodes {cfg.trainer.num_nodes}")
+
+
+def _check_inputs(cfg: TrainConfig) -> None:
+    """Fail before any process starts on inputs that cannot work (one line each)."""
+    if not cfg.data.train_files:
+        raise ValueError("data.train_files is empty")
+    for f in (*cfg.data.train_files, *cfg.data.valid_files):
+        path = resolve_data_file(f)
+        if not path.is_file():
+            raise FileNotFoundError(f"data file not found: {path}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path}: empty file (no FASTA records)")
+
+
+def _init_weights(cfg: TrainConfig) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:
+    if not cfg.init_from:
+        return cfg.model, None
+    model = load_model(cfg.init_from)
+    return model.config, model.state_dict()
+
+
+def train(cfg: TrainConfig) -> dict[str, float]:
+    """Train as configured; returns the final validation metrics."""
+    import lightning as L
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from xtrimo.train.callbacks import TRAINER_STATE, CheckpointExporter, MetricsCSV, Throughput
+    from xtrimo.train.datamodule import PretrainDataModule
+    from xtrimo.train.module import PretrainModule
+    from xtrimo.train.strategies import build_strategy
+
+    _check_inputs(cfg)
+    out = Path(cfg.output_dir)
+    ckpt_root = out / "checkpoints"
+    ckpt_path = None
+    if cfg.resume:
+        ckpt_path = ckpt_root / "last" / TRAINER_STATE
+        if not ckpt_path.exists():
+            raise CheckpointError(f"resume=true but there is no checkpoint to resume at {ckpt_path}")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_cfg, init_state = _init_weights(cfg)
+    t = cfg.trainer
+    # DeepSpeed clips inside its engine (deepspeed_config's gradient_clipping); Lightning clips otherwise
+    clip = None if t.strategy.startswith("deepspeed") or not cfg.optim.grad_clip else cfg.optim.grad_clip
+    datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
+    module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, datamodule.unigram(model_cfg.padded_vocab_size), init_state)
+    trainer = L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip), precision=t.precision,
+        max_steps=t.max_steps, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
+        accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=clip,
+        val_check_interval=t.val_check_interval, check_val_every_n_epoch=None, num_sanity_val_steps=0,
+        log_every_n_steps=t.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=t.progress_bar,
+        enable_model_summary=False, use_distributed_sampler=False, deterministic=t.deterministic,
+        logger=TensorBoardLogger(save_dir=str(out), name="tensorboard", version=""),
+        callbacks=[CheckpointExporter(ckpt_root, t.checkpoint_every_n_steps),
+                   MetricsCSV(out / "metrics.csv", t.log_every_n_steps), Throughput()],
+    )
+    if trainer.is_global_zero:
+        out.mkdir(parents=True, exist_ok=True)
+        from omegaconf import OmegaConf
+
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    if not cfg.final_full_validation:
+        return {}
+    datamodule.full_validation = True
+    metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0].items()}
+    if trainer.is_global_zero:
+        report(metrics, trainer.global_step, module.skipped_steps, out)
+    return metrics
+
+
+def report(metrics: dict[str, float], step: int, skipped: int, out: Path) -> None:
+    """Print validation perplexity per objective next to the unigram baseline, and save results.json."""
+    print(f"\nvalidation after {step} steps ({skipped} skipped) on the whole valid split:")
+    print(f"  {'objective':<10}{'perplexity':>12}{'unigram':>10}{'tokens':>10}")
+    for o in ("mlm", "glm"):
+        if metrics.get(f"val/{o}_tokens", 0) > 0:
+            print(f"  {o.upper():<10}{metrics[f'val/{o}_ppl']:>12.2f}{metrics.get(f'val/{o}_unigram_ppl', math.nan):>10.2f}"
+                  f"{int(metrics[f'val/{o}_tokens']):>10}")
+    tmp = out / ".results.json.tmp"
+    tmp.write_text(json.dumps({"step": step, "skipped_steps": skipped, **metrics}, indent=2))
+    os.replace(tmp, out / "results.json")
+    print(f"checkpoints: {out / 'checkpoints' / 'last'} (best: {out / 'checkpoints' / 'best'})")
