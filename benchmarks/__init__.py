@@ -1,0 +1,1 @@
+"""The 18 protein understanding benchmarks of xTrimoPGLM, and speed benchmarks against named peers."""

@@ -1,0 +1,1 @@
+"""De novo sequence generation with the GLM objective: sampling, KV-cached decoding, the Generator API."""

@@ -1,0 +1,1 @@
+"""Structure prediction: xTrimoPGLM-Fold (PLM states -> folding trunk -> OpenFold structure module)."""
