@@ -60,8 +60,31 @@ def _one_line(exc: BaseException) -> str:
     return msg
 
 
+TASK_GROUP = "xtrimo.train_tasks"
+
+
+def _task_entry(argv: list[str]):
+    """A training task registered by another package (entry point group ``xtrimo.train_tasks``).
+
+    ``xtrimo-train experiment=fold ...`` runs the task named ``fold`` when a package registers one; the core never
+    imports those packages itself (dependencies point one way).
+    """
+    from importlib.metadata import entry_points
+
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("experiment=")]
+    if not names:
+        return None
+    for ep in entry_points(group=TASK_GROUP):
+        if ep.name == names[-1]:
+            return ep.load()
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    task = _task_entry(argv)
+    if task is not None:
+        return task(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         print(f"configs: {config_dir()}")
