@@ -151,5 +151,5 @@ def unigram_log_probs(files: tuple[str, ...], vocab_size: int, max_sequences: in
             break
         counts += np.bincount(r, minlength=vocab_size)
         counts[tok.eos_id] += 1
-    counts += 1e-3  # unseen ids get a tiny mass instead of -inf
+    counts = np.where(counts > 0, counts, counts.sum() * 1e-6)  # unseen ids: a tiny mass, not -inf
     return torch.from_numpy(np.log(counts / counts.sum())).float()

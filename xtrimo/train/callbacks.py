@@ -40,7 +40,7 @@ class CheckpointExporter(L.Callback):
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         trainer.strategy.barrier("xtrimo_ckpt_mkdir")
-        trainer.save_checkpoint(tmp / TRAINER_STATE)
+        trainer.save_checkpoint(tmp / TRAINER_STATE, weights_only=False)  # the full training state
         state = full_state_dict(module.model, trainer.strategy)
         if trainer.is_global_zero:
             write_model_files(state, module.model_config, tmp)

@@ -1,0 +1,40 @@
+"""Small helpers shared by the training tests."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_corpus(path: Path, n: int, seed: int = 0, min_len: int = 21, max_len: int = 90) -> Path:
+    rng = np.random.default_rng(seed)
+    alphabet = list("ACDEFGHIKLMNPQRSTVWY")
+    with gzip.open(path, "wt") as fh:
+        for i in range(n):
+            fh.write(f">seq{i}\n{''.join(rng.choice(alphabet, size=int(rng.integers(min_len, max_len))))}\n")
+    return path
+
+
+def tiny_overrides(tmp: Path, train: Path, valid: Path, **extra: object) -> list[str]:
+    args = {
+        "model": "debug", "output_dir": str(tmp / "run"), "data.train_files": f"[{train}]", "data.valid_files": f"[{valid}]",
+        "data.max_length": 64, "data.max_tokens": 512, "data.bucket_pool": 64, "data.shuffle_buffer": 256,
+        "trainer.max_steps": 8, "trainer.val_check_interval": 4, "trainer.checkpoint_every_n_steps": 4,
+        "trainer.log_every_n_steps": 2, "trainer.progress_bar": "false", "trainer.accelerator": "cpu",
+        "trainer.precision": "32-true", "optim.warmup_steps": 2, "objective.glm_prob": 0.5,
+    }
+    args.update({k: v for k, v in extra.items()})
+    return [f"{k}={v}" for k, v in args.items()]
+
+
+def run_cli(args: list[str], timeout: float = 600, **popen: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "xtrimo.train.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=popen.get("cwd", REPO))

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+import torch
+
+from xtrimo.objectives import (GLM, IGNORE_INDEX, MLM, ObjectiveConfig, build_glm_sample, build_mlm_sample,
+                               draw_kind, glm_layout, lm_loss)
+from xtrimo.tokenizer import EOS_ID, GMASK_ID, MASK_ID, SOP_ID
+
+
+def test_mlm_sample_rates():
+    rng = np.random.default_rng(0)
+    residues = rng.integers(1, 21, size=20_000)
+    s = build_mlm_sample(residues, rng)
+    picked = s.labels != IGNORE_INDEX
+    assert picked.sum() == int(0.15 * len(residues))
+    assert s.input_ids[-1] == EOS_ID and s.labels[-1] == IGNORE_INDEX
+    assert np.array_equal(s.labels[picked], residues[picked[:-1]])
+    changed = s.input_ids[:-1][picked[:-1]]
+    frac_mask = (changed == MASK_ID).mean()
+    frac_same = (changed == residues[picked[:-1]]).mean()
+    assert frac_mask == pytest.approx(0.8, abs=0.02)
+    assert frac_same == pytest.approx(0.1 + 0.1 / 27, abs=0.02)  # kept + random that hit the same residue
+    assert s.division == len(s.input_ids) and s.kind == MLM
+    assert np.array_equal(s.position_ids[0], np.arange(len(s))) and not s.position_ids[1].any()
+
+
+def test_glm_layout_golden():
+    ids, labels, pos, division = glm_layout(np.array([5, 6, 7]), np.array([8, 9, EOS_ID]))
+    assert ids.tolist() == [5, 6, 7, GMASK_ID, SOP_ID, 8, 9]
+    assert labels.tolist() == [-100, -100, -100, -100, 8, 9, EOS_ID]
+    assert pos[0].tolist() == [0, 1, 2, 3, 3, 3, 3]
+    assert pos[1].tolist() == [0, 0, 0, 0, 1, 2, 3]
+    assert division == 4
+
+
+def test_glm_span_lengths():
+    rng = np.random.default_rng(1)
+    residues = np.arange(1, 28).repeat(2)[:41]  # length 41
+    lengths = []
+    for _ in range(300):
+        s = build_glm_sample(residues, rng, min_gmask_ratio=0.5)
+        g = int((s.labels != IGNORE_INDEX).sum()) - 1  # generated residues (without <eos>)
+        lengths.append(g)
+        assert s.kind == GLM and len(s) == 41 + 2
+        prefix = 41 - g
+        assert np.array_equal(s.input_ids[:prefix], residues[:prefix])
+    assert min(lengths) == 21 and max(lengths) == 41
+
+
+def test_curriculum_and_mixture():
+    cfg = ObjectiveConfig(glm_prob=0.8, stage1_steps=10)
+    rng = np.random.default_rng(0)
+    assert all(draw_kind(rng, cfg, 5) == MLM for _ in range(200))
+    kinds = [draw_kind(rng, cfg, 10) for _ in range(4000)]
+    assert np.mean(kinds) == pytest.approx(0.8, abs=0.03)
+    with pytest.raises(ValueError, match="objective.glm_prob"):
+        ObjectiveConfig(glm_prob=1.5)
+
+
+def test_loss_breakdown():
+    logits = torch.randn(2, 5, 128)
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    labels[0, 1], labels[1, 2], labels[1, 3] = 4, 5, 6
+    loss, parts = lm_loss(logits, labels, torch.tensor([MLM, GLM]))
+    ref = torch.nn.functional.cross_entropy(logits.view(-1, 128), labels.view(-1), ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(loss, ref)
+    assert parts["mlm_tokens"] == 1 and parts["glm_tokens"] == 2
+    torch.testing.assert_close(parts["mlm_nll"] + parts["glm_nll"], ref * 3)
