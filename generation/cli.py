@@ -1,0 +1,172 @@
+"""``xtrimo-generate`` and ``xtrimo-score``: sampling, template design and scoring from the command line.
+
+    xtrimo-generate --checkpoint DIR -n 100 -o samples.fasta [--prompt M] [--temperature T] [--top-k K] [--top-p P]
+                    [--repetition-penalty R] [--min-length A] [--max-length B] [--ban C] [--seed S] [--batch-size N]
+    xtrimo-generate --checkpoint DIR --template "MKT????????GSSG??????LE" -n 20 -o designs.fasta
+    xtrimo-score --checkpoint DIR seqs.fasta -o scores.csv
+    xtrimo-score --checkpoint DIR --wildtype WT.fasta --mutations variants.csv -o effects.csv
+
+Every FASTA written by xtrimo-generate gets a JSON report next to it (``samples.report.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+from xtrimo.checkpoint import CheckpointError
+from xtrimo.data.fasta import FastaError, read_fasta, write_fasta
+from xtrimo.tokenizer import InvalidResidueError
+
+_KNOWN = (ValueError, FileNotFoundError, CheckpointError, FastaError, InvalidResidueError, KeyError)
+
+
+def _generate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xtrimo-generate", description="Sample or design protein sequences.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory (model.safetensors + config.yaml)")
+    p.add_argument("-n", "--num-sequences", type=int, required=True)
+    p.add_argument("-o", "--output", required=True, help="output FASTA (a .report.json is written next to it)")
+    p.add_argument("--prompt", default="", help="residues every sample starts with")
+    p.add_argument("--template", default=None, help="design mode: residues kept, '?' designed")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--min-length", type=int, default=0, help="residues at least (prompt included)")
+    p.add_argument("--max-length", type=int, default=None, help="residues at most (prompt included)")
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--ban", default="", help="residue letters never sampled, e.g. C")
+    p.add_argument("--allow-nonstandard", action="store_true", help="also sample X B U Z O")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-candidates", type=int, default=None, help="sample this many, keep the n most likely")
+    p.add_argument("--iterations", type=int, default=0, help="template refinement rounds (0: min(10, #?))")
+    p.add_argument("--reference", default=None, help="FASTA for the report's max identity (e.g. the training set)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--stream", action="store_true", help="print tokens to stderr as they are produced")
+    return p
+
+
+def _run_generate(args: argparse.Namespace) -> None:
+    from xtrimo.generation.generator import Generator
+    from xtrimo.generation.identity import KmerIndex
+    from xtrimo.generation.report import report_path, sample_report, write_report
+
+    if args.template is not None and args.prompt:
+        raise ValueError("--prompt and --template cannot be combined (put the fixed residues in the template)")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    gen = Generator.from_pretrained(args.checkpoint, args.device)
+    common = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ban=args.ban, seed=args.seed,
+                  batch_size=args.batch_size, num_candidates=args.num_candidates,
+                  allow_nonstandard=args.allow_nonstandard)
+    if args.template is not None:
+        samples = gen.design(args.template, args.num_sequences, iterations=args.iterations, **common)
+    else:
+        stream = (lambda i, t: print(f"{i}\t{t}", file=sys.stderr)) if args.stream else None
+        samples = gen.generate(args.num_sequences, args.prompt, args.max_new_tokens,
+                               repetition_penalty=args.repetition_penalty, min_length=args.min_length,
+                               max_length=args.max_length, callback=stream, **common)
+    records = [(f"sample_{s.index} mean_log_likelihood={s.mean_log_likelihood:.4f} length={len(s.sequence)} "
+                f"stopped={str(s.stopped).lower()}", s.sequence) for s in samples]
+    write_fasta(records, out)
+    reference = None
+    if args.reference:
+        reference = KmerIndex([r.sequence for r in read_fasta(args.reference)])
+    report = sample_report([s.sequence for s in samples], gen.model, reference, args.reference or "",
+                           args.batch_size)
+    report["settings"] = {k: v for k, v in vars(args).items() if k not in ("output", "stream")}
+    write_report(report, report_path(out))
+    print(f"wrote {len(samples)} sequences to {out} (report: {report_path(out)}); "
+          f"perplexity {report['perplexity']:.2f}")
+
+
+def _score_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xtrimo-score", description="Log-likelihood of sequences, or variant effects.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("fasta", nargs="?", default=None, help="sequences to score (log-likelihood, perplexity)")
+    p.add_argument("--wildtype", default=None, help="FASTA with the wild type (first record)")
+    p.add_argument("--mutations", default=None, help="CSV with a 'mutant' column (e.g. A23G or A23G:K45R)")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    return p
+
+
+def _write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _read_variants(path: str) -> tuple[list[dict[str, str]], str]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"mutations file not found: {path}")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path}: no variants")
+    column = "mutant" if "mutant" in rows[0] else next(iter(rows[0]))
+    return rows, column
+
+
+def _run_score(args: argparse.Namespace) -> None:
+    from xtrimo.generation.generator import Generator
+    from xtrimo.generation.scoring import masked_marginal_scores, sequence_log_likelihoods
+
+    if (args.fasta is None) == (args.wildtype is None):
+        raise ValueError("give either a FASTA to score or --wildtype with --mutations")
+    if args.wildtype is not None and args.mutations is None:
+        raise ValueError("--wildtype needs --mutations")
+    model = Generator.from_pretrained(args.checkpoint, args.device).model
+    out = Path(args.output)
+    if args.fasta is not None:
+        records = list(read_fasta(args.fasta))
+        scores = sequence_log_likelihoods(model, [r.sequence for r in records], args.batch_size, [r.name for r in records])
+        rows = [{"name": r.name, "length": len(r.sequence), "log_likelihood": s.log_likelihood,
+                 "mean_log_likelihood": s.mean_log_likelihood, "perplexity": s.perplexity}
+                for r, s in zip(records, scores)]
+    else:
+        wildtype = next(read_fasta(args.wildtype)).sequence
+        rows, column = _read_variants(args.mutations)
+        effects = masked_marginal_scores(model, wildtype, [r[column] for r in rows], args.batch_size)
+        rows = [{**r, "masked_marginal": e} for r, e in zip(rows, effects)]
+    _write_csv(rows, out)
+    print(f"wrote {len(rows)} scores to {out}")
+
+
+def _main(prog: str, parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+        return 0
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except _KNOWN as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
+        if os.environ.get("XTRIMO_DEBUG"):
+            raise
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return 1
+
+
+def generate_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-generate``."""
+    return _main("xtrimo-generate", _generate_parser(), _run_generate, argv)
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-score``."""
+    return _main("xtrimo-score", _score_parser(), _run_score, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(generate_main())

@@ -1,0 +1,61 @@
+"""The Generator API: from_pretrained, generate, reranking, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xtrimo.checkpoint import CheckpointError
+from xtrimo.generation import Generator
+from xtrimo.tokenizer import STANDARD_RESIDUES, InvalidResidueError
+
+
+def test_generate_respects_limits_and_standard_residues(checkpoint: Path) -> None:
+    gen = Generator.from_pretrained(checkpoint, device="cpu")
+    out = gen.generate(num_sequences=7, prompt="M", max_new_tokens=40, min_length=12, max_length=25, seed=0,
+                       batch_size=3, temperature=0.9, top_p=0.9)
+    assert [s.index for s in out] == list(range(7))
+    for s in out:
+        assert s.sequence.startswith("M") and 12 <= len(s.sequence) <= 25
+        assert set(s.sequence) <= set(STANDARD_RESIDUES)
+        assert s.mean_log_likelihood < 0 and s.num_tokens >= len(s.sequence) - 1
+
+
+def test_same_seed_same_samples_for_any_batch_size(checkpoint: Path) -> None:
+    gen = Generator.from_pretrained(checkpoint, device="cpu")
+    a = gen.generate(5, max_new_tokens=20, seed=3, batch_size=5)
+    b = gen.generate(5, max_new_tokens=20, seed=3, batch_size=2)
+    c = gen.generate(5, max_new_tokens=20, seed=4, batch_size=5)
+    assert [s.sequence for s in a] == [s.sequence for s in b]
+    assert [s.sequence for s in a] != [s.sequence for s in c]
+
+
+def test_reranking_keeps_the_best_by_any_score(checkpoint: Path) -> None:
+    gen = Generator.from_pretrained(checkpoint, device="cpu")
+    pool = gen.generate(8, max_new_tokens=15, seed=1)
+    best = gen.generate(3, max_new_tokens=15, seed=1, num_candidates=8)
+    expected = sorted(pool, key=lambda s: -s.mean_log_likelihood)[:3]
+    assert [s.sequence for s in best] == [s.sequence for s in expected]
+    by_g = gen.generate(2, max_new_tokens=15, seed=1, num_candidates=8, score_fn=lambda seqs: [s.count("G") for s in seqs])
+    assert [s.sequence.count("G") for s in by_g] == sorted((s.sequence.count("G") for s in pool), reverse=True)[:2]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"num_sequences": 0}, ValueError, r"number of sequences \(-n\) must be >= 1, got 0"),
+    ({"num_sequences": 2, "top_p": 0.0}, ValueError, r"top-p must be in \(0, 1\], got 0.0"),
+    ({"num_sequences": 2, "top_p": 1.2}, ValueError, r"top-p must be in \(0, 1\]"),
+    ({"num_sequences": 2, "prompt": "MK7"}, InvalidResidueError, "'7' at position 3 of record 'prompt'"),
+    ({"num_sequences": 2, "prompt": "MKT", "max_length": 3}, ValueError, "leaves no room"),
+    ({"num_sequences": 2, "min_length": 9, "max_length": 5}, ValueError, "larger than max_length"),
+    ({"num_sequences": 3, "num_candidates": 2}, ValueError, "num_candidates"),
+])
+def test_bad_input_is_named(checkpoint: Path, kwargs: dict, error: type, message: str) -> None:
+    gen = Generator.from_pretrained(checkpoint, device="cpu")
+    with pytest.raises(error, match=message):
+        gen.generate(**kwargs)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="checkpoint directory not found"):
+        Generator.from_pretrained(tmp_path / "nope")
