@@ -1,0 +1,85 @@
+"""xtrimo-generate and xtrimo-score: smoke runs, determinism, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from xtrimo.data.fasta import read_fasta, write_fasta
+from xtrimo.generation.cli import generate_main, score_main
+from xtrimo.tokenizer import STANDARD_RESIDUES
+
+
+def _gen(ckpt: Path, out: Path, *extra: str) -> int:
+    return generate_main(["--checkpoint", str(ckpt), "-n", "4", "-o", str(out), "--max-new-tokens", "20",
+                          "--batch-size", "3", "--device", "cpu", *extra])
+
+
+def test_generate_writes_fasta_and_report_and_is_reproducible(checkpoint: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "ref.fasta"
+    write_fasta([("r1", "MKTAYIAKQRQISFVKSHFSRQ"), ("r2", "GSSGSSGLEVLFQ")], ref)
+    a, b = tmp_path / "a.fasta", tmp_path / "b.fasta"
+    assert _gen(checkpoint, a, "--prompt", "M", "--seed", "7", "--reference", str(ref), "--ban", "C") == 0
+    assert _gen(checkpoint, b, "--prompt", "M", "--seed", "7", "--reference", str(ref), "--ban", "C") == 0
+    assert a.read_text() == b.read_text()
+    records = list(read_fasta(a))
+    assert len(records) == 4 and all(set(r.sequence) <= set(STANDARD_RESIDUES) - {"C"} for r in records)
+    report = json.loads((tmp_path / "a.report.json").read_text())
+    assert report["num_sequences"] == 4 and report["perplexity"] > 1
+    assert report["max_identity_to_reference"]["num_reference"] == 2
+    assert report["settings"]["seed"] == 7
+
+
+def test_generate_template(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d.fasta"
+    assert _gen(checkpoint, out, "--template", "MKT????GSSG??LE") == 0
+    for r in read_fasta(out):
+        assert r.sequence[:3] == "MKT" and r.sequence[7:11] == "GSSG" and r.sequence[13:] == "LE"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--prompt", "MZ1"], "invalid residue '1' at position 3 of record 'prompt'"),
+    (["--template", "MKTAY"], "has no '?' position to design"),
+    (["--template", "MK?#"], "invalid residue '#' at position 4 of record 'template'"),
+    (["--top-p", "0"], "top-p must be in (0, 1], got 0.0"),
+    (["--top-p", "1.01"], "top-p must be in (0, 1]"),
+])
+def test_generate_bad_input_one_line(checkpoint: Path, tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    assert _gen(checkpoint, tmp_path / "x.fasta", *extra) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-generate: error: ") and message in err and "\n" not in err
+
+
+def test_generate_n0_and_missing_checkpoint(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    assert generate_main(["--checkpoint", str(checkpoint), "-n", "0", "-o", str(tmp_path / "x.fasta")]) == 1
+    assert "number of sequences (-n) must be >= 1, got 0" in capsys.readouterr().err
+    assert generate_main(["--checkpoint", str(tmp_path / "none"), "-n", "2", "-o", str(tmp_path / "x.fasta")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-generate: error: checkpoint directory not found") and "\n" not in err
+
+
+def test_score_sequences_and_variants(checkpoint: Path, tmp_path: Path) -> None:
+    seqs, wt, muts = tmp_path / "s.fasta", tmp_path / "wt.fasta", tmp_path / "v.csv"
+    write_fasta([("a", "MKTAYIAKQR"), ("b", "GSSG")], seqs)
+    write_fasta([("wt", "MKTAYIAKQR")], wt)
+    muts.write_text("mutant,DMS_score\nK2R,0.5\nA4G:Q9E,-1.0\n")
+    assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert [r["name"] for r in rows] == ["a", "b"] and float(rows[0]["perplexity"]) > 1
+    assert score_main(["--checkpoint", str(checkpoint), "--wildtype", str(wt), "--mutations", str(muts),
+                       "-o", str(tmp_path / "e.csv"), "--device", "cpu"]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    assert [r["mutant"] for r in rows] == ["K2R", "A4G:Q9E"] and all("masked_marginal" in r for r in rows)
+
+
+def test_score_bad_mutation_one_line(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    wt, muts = tmp_path / "wt.fasta", tmp_path / "v.csv"
+    write_fasta([("wt", "MKTAY")], wt)
+    muts.write_text("mutant\nA2G\n")
+    assert score_main(["--checkpoint", str(checkpoint), "--wildtype", str(wt), "--mutations", str(muts),
+                       "-o", str(tmp_path / "e.csv")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "xtrimo-score: error: mutation 'A2G': the wild type has 'K' at position 2, not 'A'")
