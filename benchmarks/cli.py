@@ -1,0 +1,214 @@
+"""``xtrimo-bench`` and ``xtrimo-embed``: the benchmark command lines.
+
+    xtrimo-bench task=fluorescence backbone=xtrimo backbone.checkpoint=DIR protocol=probe
+    xtrimo-bench task=fluorescence backbone=xtrimo backbone.checkpoint=DIR backbone.control=true
+    xtrimo-bench -m task=fluorescence,stability,gb1_sampled protocol=probe,lora backbone=xtrimo backbone.checkpoint=DIR
+    xtrimo-bench suite=all backbone=onehot
+    xtrimo-embed --checkpoint DIR -i seqs.fasta -o emb/ --pool mean|per-residue
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from xtrimo.benchmarks.backbones import BackboneConfig
+from xtrimo.benchmarks.runner import ProtocolConfig
+from xtrimo.benchmarks.tasks import TaskSpec, list_tasks
+
+log = logging.getLogger("xtrimo.benchmarks")
+
+
+@dataclass
+class SuiteConfig:
+    name: str = ""
+    tasks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchConfig:
+    """Schema of ``configs/bench/bench.yaml`` (groups: task, backbone, protocol, suite)."""
+
+    task: TaskSpec = field(default_factory=TaskSpec)
+    suite: SuiteConfig | None = None
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    output_dir: str = "results"
+    run: str | None = None  # results go to <output_dir>/<run>/; default "<backbone>-<protocol>"
+    cache_dir: str | None = None  # embedding cache; default <output_dir>/cache
+    log_level: str = "WARNING"
+
+
+def bench_config_dir() -> Path:
+    """``configs/bench`` of the checkout (``$XTRIMO_CONFIG_DIR/bench`` when set)."""
+    from xtrimo.train.cli import config_dir
+
+    return config_dir() / "bench"
+
+
+def compose(overrides: list[str]) -> BenchConfig:
+    """Compose ``configs/bench/bench.yaml`` with ``overrides`` (no sweeps) into a :class:`BenchConfig`.
+
+    Raises:
+        ValueError: one line naming the bad task, key or value.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from xtrimo.train.cli import _one_line
+
+    for value in (o.split("=", 1)[1] for o in overrides if o.startswith("task=")):
+        if value not in list_tasks():
+            raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(list_tasks())}")
+    ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
+    try:
+        with initialize_config_dir(config_dir=str(bench_config_dir()), version_base=None):
+            cfg = hydra_compose(config_name="bench", overrides=overrides)
+        return OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ValueError(_one_line(exc)) from None
+
+
+def expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """``a=x,y b=z`` -> ``[[a=x, b=z], [a=y, b=z]]`` (Hydra's sweep syntax, cartesian product)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = []
+    for text, o in zip(overrides, parsed):
+        if o.is_sweep_override():
+            choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([text])
+    return [list(combo) for combo in itertools.product(*choices)]
+
+
+def _run_dir(cfg: BenchConfig) -> Path:
+    return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}")
+
+
+def run_config(cfg: BenchConfig) -> list[dict]:
+    """Run the task (or every task of the suite); write each task's JSON; return the results."""
+    from xtrimo.benchmarks import report, runner
+    from xtrimo.benchmarks.backbones import build_backbone
+    from xtrimo.benchmarks.tasks import load_task
+
+    tasks = [load_task(n) for n in cfg.suite.tasks] if cfg.suite else [cfg.task]
+    cache = cfg.cache_dir or str(Path(cfg.output_dir) / "cache")
+    backbone = build_backbone(cfg.backbone)
+    control_cfg = replace(cfg.backbone, name="random", control=False)
+    control = build_backbone(control_cfg) if cfg.backbone.control else None
+    results = []
+    for task in tasks:
+        print(f"[{task.name}] {cfg.backbone.name} / {cfg.protocol.name} ...", flush=True)
+        result = runner.run_task(task, cfg.backbone, cfg.protocol, cache, backbone)
+        if control is not None and result["status"] == "ok":
+            result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control)
+        report.write_task(result, _run_dir(cfg))
+        print("  " + _line(result), flush=True)
+        results.append(result)
+    return results
+
+
+def _line(r: dict) -> str:
+    if r["status"] != "ok":
+        return f"{r['status']}: {r.get('reason', '')}"
+    text = f"{r['metric']} = {r['value']:.4f} ± {r['std']:.4f} over seeds {r['seeds']} ({r['seconds']} s)"
+    params = r["runs"][0].get("trainable_params")
+    if params is not None:
+        text += f"; trainable parameters {params:,} of {r['runs'][0]['total_params']:,}"
+    if r.get("control", {}).get("status") == "ok":
+        text += f"; random control {r['control']['value']:.4f}"
+    return text + (f"; published baseline {r['baseline']}" if r.get("baseline") is not None else "")
+
+
+def bench_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-bench``."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        print(f"tasks: {', '.join(list_tasks())}\nconfigs: {bench_config_dir()}")
+        return 0
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    try:
+        from xtrimo.benchmarks import report
+
+        combos = expand_sweeps(overrides) if multirun else [overrides]
+        configs = [compose(c) for c in combos]  # all compose before anything runs: a typo fails fast
+        logging.basicConfig(level=configs[0].log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        by_dir: dict[Path, list[dict]] = {}
+        for cfg in configs:
+            by_dir.setdefault(_run_dir(cfg), []).extend(run_config(cfg))
+        for run_dir, results in by_dir.items():
+            for path in report.write_summary(results, run_dir, f"xtrimo-bench: {run_dir.name}"):
+                print(f"wrote {path}")
+        return 0
+    except KeyboardInterrupt:
+        print("xtrimo-bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
+        if os.environ.get("XTRIMO_DEBUG"):
+            raise
+        from xtrimo.train.cli import _describe
+
+        print(f"xtrimo-bench: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+def _embed_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xtrimo-embed", description="Bulk embeddings of a (large) FASTA file, streamed.")
+    p.add_argument("--checkpoint", help="xtrimo checkpoint directory")
+    p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"])
+    p.add_argument("--esm-file", help="local fair-esm checkpoint (.pt) for --backbone esm2")
+    p.add_argument("-i", "--input", required=True, help="FASTA file (plain or .gz)")
+    p.add_argument("-o", "--output", required=True, help="output folder (shard_NNNNN.npz + index.json)")
+    p.add_argument("--pool", default="mean", choices=["mean", "per-residue"])
+    p.add_argument("--layer", type=int, default=-1)
+    p.add_argument("--batch-tokens", type=int, default=16384, help="token budget per forward pass")
+    p.add_argument("--shard-residues", type=int, default=1_000_000, help="residues per output shard (bounds memory)")
+    p.add_argument("--max-length", type=int, default=None, help="crop longer sequences")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def embed_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-embed``."""
+    args = _embed_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        from xtrimo.benchmarks.backbones import build_backbone
+        from xtrimo.benchmarks.embed import stream_embeddings
+        from xtrimo.data.fasta import read_fasta
+
+        cfg = BackboneConfig(name=args.backbone, checkpoint=args.checkpoint, esm_file=args.esm_file,
+                             layer=args.layer, device=args.device, batch_tokens=args.batch_tokens)
+        backbone = build_backbone(cfg)
+        records = ((r.name, r.sequence) for r in read_fasta(args.input))
+        stats = stream_embeddings(backbone, records, args.output, "mean" if args.pool == "mean" else "none",
+                                  args.batch_tokens, args.shard_residues, args.max_length)
+        print(f"wrote {stats['records']} embeddings ({stats['residues']} residues) in {stats['shards']} shard(s) "
+              f"to {args.output}")
+        return 0
+    except KeyboardInterrupt:
+        print("xtrimo-embed: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("XTRIMO_DEBUG"):
+            raise
+        from xtrimo.train.cli import _describe
+
+        print(f"xtrimo-embed: error: {_describe(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(bench_main())

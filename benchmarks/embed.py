@@ -1,0 +1,176 @@
+"""Embedding extraction: token-budget batching, pooling, an on-disk cache, and streaming to shard files.
+
+The cache key is the backbone fingerprint, the pooling and the exact sequences, so a changed checkpoint or input
+never reuses stale features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+POOLS = ("mean", "flatten", "none")
+
+
+class Backbone(Protocol):
+    name: str
+    dim: int
+    fingerprint: str
+    cacheable: bool
+
+    def embed(self, seqs: list[str]) -> list[np.ndarray]: ...
+
+
+def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Group indices so that ``len(batch) * (longest + 1)`` (padding and ``<eos>`` included) stays within
+    ``max_tokens``; longest first, so the padded cost is small. A sequence longer than the budget is alone."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = lengths[current[0]] + 1 if current else lengths[i] + 1
+        if current and (len(current) + 1) * longest > max_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 16384,
+                   progress: bool = False) -> list[np.ndarray]:
+    """Per-residue features ``[L_i, H]`` of every sequence, in input order."""
+    out: list[np.ndarray | None] = [None] * len(seqs)
+    batches = token_batches([len(s) for s in seqs], batch_tokens)
+    bar = tqdm(total=len(seqs), unit="seq", desc=f"embed {backbone.name}", disable=not progress, leave=False)
+    for batch in batches:
+        for i, emb in zip(batch, backbone.embed([seqs[i] for i in batch])):
+            out[i] = emb.astype(np.float32, copy=False)
+        bar.update(len(batch))
+    bar.close()
+    return out  # type: ignore[return-value]
+
+
+def pool(per_residue: list[np.ndarray], mode: str) -> np.ndarray:
+    """``[N, H]`` (mean over residues) or ``[N, L * H]`` (flatten; all sequences must have the same length).
+
+    Raises:
+        ValueError: unknown mode, or flatten on sequences of different lengths.
+    """
+    if mode == "mean":
+        return np.stack([e.mean(axis=0) if len(e) else np.zeros(e.shape[1], np.float32) for e in per_residue])
+    if mode == "flatten":
+        lengths = {len(e) for e in per_residue}
+        if len(lengths) > 1:
+            raise ValueError(f"pool=flatten needs equal-length sequences, found lengths {sorted(lengths)[:5]}...")
+        return np.stack([e.reshape(-1) for e in per_residue])
+    raise ValueError(f"unknown pooling {mode!r}; valid: mean, flatten")
+
+
+def _cache_key(backbone: Backbone, seqs: list[str], mode: str) -> str:
+    h = hashlib.sha256(f"{backbone.fingerprint}\n{mode}\n".encode())
+    for s in seqs:
+        h.update(s.encode())
+        h.update(b"\n")
+    return h.hexdigest()[:24]
+
+
+def features(backbone: Backbone, seqs: list[str], mode: str, cache_dir: str | Path | None = None,
+             batch_tokens: int = 16384, progress: bool = False) -> np.ndarray | list[np.ndarray]:
+    """Pooled ``[N, D]`` features (``mode`` mean / flatten) or per-residue arrays (``mode='none'``), computed once
+    and cached under ``cache_dir`` (.npy, or .npz with offsets for per-residue features)."""
+    if mode not in POOLS:
+        raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLS)}")
+    path = None
+    if cache_dir is not None and backbone.cacheable:
+        path = Path(cache_dir) / f"{_cache_key(backbone, seqs, mode)}.{'npz' if mode == 'none' else 'npy'}"
+        if path.is_file():
+            log.info("embedding cache hit: %s", path)
+            return _read_cached(path, mode)
+    per_residue = embed_residues(backbone, seqs, batch_tokens, progress)
+    result = per_residue if mode == "none" else pool(per_residue, mode)
+    if path is not None:
+        _write_cached(path, result, mode)
+    return result
+
+
+def _write_cached(path: Path, result: np.ndarray | list[np.ndarray], mode: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        if mode == "none":
+            offsets = np.cumsum([0] + [len(e) for e in result])
+            np.savez(fh, values=np.concatenate(result), offsets=offsets)
+        else:
+            np.save(fh, result)
+    tmp.replace(path)
+
+
+def _read_cached(path: Path, mode: str) -> np.ndarray | list[np.ndarray]:
+    if mode != "none":
+        return np.load(path)
+    with np.load(path) as z:
+        values, offsets = z["values"], z["offsets"]
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def _chunks(records: Iterable[tuple[str, str]], max_residues: int) -> Iterator[list[tuple[str, str]]]:
+    chunk: list[tuple[str, str]] = []
+    size = 0
+    for rec in records:
+        chunk.append(rec)
+        size += len(rec[1])
+        if size >= max_residues:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], out_dir: str | Path,
+                      mode: str = "mean", batch_tokens: int = 16384, shard_residues: int = 1_000_000,
+                      max_length: int | None = None, progress: bool = True) -> dict[str, int]:
+    """Embed ``(name, sequence)`` records into ``out_dir/shard_NNNNN.npz`` files, one chunk of about
+    ``shard_residues`` residues at a time, so memory stays bounded whatever the input size.
+
+    Shards hold ``names``; ``embeddings`` ``[N, H]`` (mean) or ``values`` + ``offsets`` (per-residue, record
+    ``i`` is ``values[offsets[i]:offsets[i+1]]``). ``index.json`` lists the shards.
+
+    Returns:
+        counts of records, residues and shards written.
+    """
+    if mode not in ("mean", "none"):
+        raise ValueError(f"xtrimo-embed pooling must be mean or per-residue, got {mode!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = {"records": 0, "residues": 0, "shards": 0}
+    shards = []
+    bar = tqdm(unit="res", unit_scale=True, desc=f"embed {backbone.name}", disable=not progress)
+    for chunk in _chunks(records, shard_residues):
+        names = [n for n, _ in chunk]
+        seqs = [s[:max_length] if max_length else s for _, s in chunk]
+        per_residue = embed_residues(backbone, seqs, batch_tokens)
+        path = out / f"shard_{stats['shards']:05d}.npz"
+        if mode == "mean":
+            np.savez(path, names=np.array(names), embeddings=pool(per_residue, "mean"))
+        else:
+            np.savez(path, names=np.array(names), values=np.concatenate(per_residue),
+                     offsets=np.cumsum([0] + [len(e) for e in per_residue]))
+        shards.append({"file": path.name, "records": len(chunk)})
+        stats["records"] += len(chunk)
+        stats["residues"] += sum(len(s) for s in seqs)
+        stats["shards"] += 1
+        bar.update(sum(len(s) for s in seqs))
+    bar.close()
+    meta = {"backbone": backbone.fingerprint, "pool": mode, "dim": backbone.dim, "shards": shards, **stats}
+    (out / "index.json").write_text(json.dumps(meta, indent=1))
+    return stats

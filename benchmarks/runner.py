@@ -1,0 +1,163 @@
+"""Run one task (or a suite) under a backbone and a protocol; results are plain dicts that report.py writes.
+
+Per task: load the splits (for every seed: a carved validation split depends on it), embed the unique sequences
+once (cached on disk), choose hyper-parameters on validation, score the test split once per seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from xtrimo.benchmarks import embed, probe
+from xtrimo.benchmarks.backbones import BackboneConfig, build_backbone
+from xtrimo.benchmarks.data import Examples, Splits, load_splits
+from xtrimo.benchmarks.heads import TrainSettings
+from xtrimo.benchmarks.tasks import TaskSpec, load_task
+from xtrimo.data.registry import DataNotFoundError
+
+log = logging.getLogger(__name__)
+PROTOCOLS = ("probe", "mlp", "lora", "finetune")
+
+
+@dataclass
+class ProtocolConfig:
+    """How the head is trained (Hydra group ``protocol``)."""
+
+    name: str = "probe"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    hidden: int = 128
+    epochs: int = 20
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    batch_size: int = 32
+    patience: int = 4
+    lora_r: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    max_train_examples: int = 0  # 0: all; > 0 caps the training set (seeded) for CPU-sized LoRA / fine-tune runs
+
+
+def _unique_features(backbone, splits: list[Splits], mode: str, cache_dir: str | None, batch_tokens: int):
+    """Features of every distinct sequence over all seeds' splits, as a dict sequence -> row."""
+    seqs: dict[str, None] = {}
+    for s in splits:
+        for ex in (s.train, s.valid, s.test):
+            seqs.update(dict.fromkeys(ex.seqs))
+            if ex.seqs2 is not None:
+                seqs.update(dict.fromkeys(ex.seqs2))
+    ordered = list(seqs)
+    feats = embed.features(backbone, ordered, mode, cache_dir, batch_tokens, progress=True)
+    return {s: feats[i] for i, s in enumerate(ordered)}
+
+
+def _matrix(table: dict, ex: Examples) -> np.ndarray | list[np.ndarray]:
+    rows = [table[s] for s in ex.seqs]
+    if ex.seqs2 is not None:
+        return np.stack([np.concatenate([a, table[b]]) for a, b in zip(rows, ex.seqs2)])
+    return rows if isinstance(rows[0], np.ndarray) and rows[0].ndim == 2 else np.stack(rows)
+
+
+def _probe_once(task: TaskSpec, table: dict, split: Splits, seed: int) -> dict:
+    x = {k: _matrix(table, getattr(split, k)) for k in ("train", "valid", "test")}
+    y = {k: getattr(split, k).targets for k in ("train", "valid", "test")}
+    spec = task.probe
+    if task.type == "residue_pair":
+        res = probe.fit_contacts(spec, (x["train"], y["train"]), (x["valid"], y["valid"]), (x["test"], y["test"]), seed)
+    elif task.type == "per_residue":
+        rows = {k: probe.residue_rows(x[k], y[k], spec.max_train_residues if k == "train" else None, seed) for k in x}
+        res = probe.fit_classifier(spec, task.metric, *rows["train"], *rows["valid"], *rows["test"], seed=seed)
+    elif task.problem == "regression":
+        res = probe.fit_regression(spec, task.metric, x["train"], y["train"], x["valid"], y["valid"], x["test"], y["test"])
+    else:
+        res = probe.fit_classifier(spec, task.metric, x["train"], y["train"], x["valid"], y["valid"], x["test"],
+                                   y["test"], seed=seed)
+    return {"value": res.value, "valid_value": res.valid_value, "chosen": res.chosen}
+
+
+def _cap(ex: Examples, limit: int, seed: int) -> Examples:
+    if limit <= 0 or len(ex) <= limit:
+        return ex
+    return ex.subset(np.sort(np.random.default_rng(seed).choice(len(ex), limit, replace=False)))
+
+
+def _trained_once(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig, backbone, table, split: Splits,
+                  seed: int) -> dict:
+    from xtrimo.benchmarks import finetune
+
+    settings = TrainSettings(proto.epochs, proto.lr, proto.weight_decay, proto.batch_size, proto.patience)
+    out_dim = 1 if task.problem == "regression" else max(task.num_classes, 2)
+    train = _cap(split.train, proto.max_train_examples, seed)
+    if proto.name == "mlp":
+        x = [_matrix(table, ex) for ex in (train, split.valid, split.test)]
+        res = finetune.train_mlp(task.problem, out_dim, task.metric, x[0], train.targets, x[1], split.valid.targets,
+                                 x[2], split.test.targets, settings, proto.hidden, seed)
+    else:
+        fresh = build_backbone(bcfg).model  # a fresh copy per seed: adapters / updates never leak across seeds
+        lora = (proto.lora_r, proto.lora_alpha, proto.lora_dropout)
+        res = finetune.train_backbone(proto.name, fresh, task.problem, out_dim, task.metric,
+                                      (train, split.valid, split.test), settings, proto.hidden, seed, lora)
+    return {"value": res.value, "valid_value": res.valid_value, "chosen": {"epoch": res.best_epoch},
+            "trainable_params": res.trainable_params, "total_params": res.total_params}
+
+
+def unsupported(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig) -> str | None:
+    """Why this task / protocol / backbone combination cannot run, or None."""
+    if proto.name not in PROTOCOLS:
+        return f"unknown protocol {proto.name!r}; valid: {', '.join(PROTOCOLS)}"
+    if proto.name != "probe" and task.type not in ("per_protein", "sequence_pair"):
+        return f"protocol {proto.name} is implemented for per-protein and sequence-pair tasks; {task.type} uses probe"
+    if proto.name in ("lora", "finetune") and bcfg.name not in ("xtrimo", "random"):
+        return f"protocol {proto.name} trains an xtrimo backbone; backbone={bcfg.name} has no weights to adapt"
+    return None
+
+
+def _pool_mode(task: TaskSpec, backbone_name: str) -> str:
+    if task.type in ("per_residue", "residue_pair"):
+        return "none"
+    return task.onehot_pool if backbone_name == "onehot" else "mean"
+
+
+def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_dir: str | None = None,
+             backbone=None) -> dict:
+    """Evaluate ``task``; returns the result record (``status``: ok / skipped)."""
+    base = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
+            "type": task.type, "metric": task.metric, "backbone": bcfg.name, "protocol": proto.name,
+            "baseline": task.baseline, "baseline_source": task.baseline_source, "split_note": task.split_note}
+    reason = task.skip_reason or unsupported(task, proto, bcfg)
+    if reason:
+        return {**base, "status": "skipped", "reason": reason}
+    start = time.time()
+    try:
+        first = load_splits(task, proto.seeds[0])
+    except DataNotFoundError as exc:
+        return {**base, "status": "skipped", "reason": f"data not found: {exc}"}
+    carved = first.valid_note.startswith(f"{task.data.valid_fraction:.0%}")
+    seeds = proto.seeds if (carved or proto.name != "probe") else proto.seeds[:1]  # a probe on fixed splits is deterministic
+    splits = [first] + [load_splits(task, s) for s in seeds[1:]]
+    backbone = backbone or build_backbone(bcfg)
+    table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens)
+    runs = []
+    for seed, split in zip(seeds, splits):
+        if proto.name == "probe":
+            runs.append(_probe_once(task, table, split, seed))
+        else:
+            runs.append(_trained_once(task, proto, bcfg, backbone, table, split, seed))
+        log.info("%s seed %d: test %s = %.4f", task.name, seed, task.metric, runs[-1]["value"])
+    values = np.array([r["value"] for r in runs], dtype=float)
+    return {
+        **base, "status": "ok", "value": float(values.mean()), "std": float(values.std()), "seeds": seeds,
+        "values": values.tolist(), "runs": runs, "fingerprint": backbone.fingerprint,
+        "n": {"train": len(first.train), "valid": len(first.valid), "test": len(first.test)},
+        "valid_note": first.valid_note, "seconds": round(time.time() - start, 1),
+        "config": {"backbone": asdict(bcfg), "protocol": asdict(proto), "task": asdict(task)},
+    }
+
+
+def run_named(name: str, bcfg: BackboneConfig, proto: ProtocolConfig, cache_dir: str | None = None,
+              backbone=None) -> dict:
+    """:func:`run_task` on ``configs/bench/task/<name>.yaml`` (ValueError on an unknown name)."""
+    return run_task(load_task(name), bcfg, proto, cache_dir, backbone)

@@ -1,0 +1,124 @@
+"""Task specifications: one YAML file per task under ``configs/bench/task/``, validated by :class:`TaskSpec`.
+
+A mistyped key in a task file is an error; an unknown task name lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASK_TYPES = ("per_protein", "per_residue", "residue_pair", "sequence_pair")
+PROBLEMS = ("regression", "binary", "multiclass")
+CATEGORIES = ("structure", "interactions", "functionality", "developability")
+FORMATS = ("csv", "flip_csv", "flip_residue_fasta", "structures")
+
+
+@dataclass
+class DataSpec:
+    """Where a task's examples come from (a data set of the registry) and how its splits are read.
+
+    ``format``: ``csv`` (one CSV per split, or one file with ``split_column``), ``flip_csv`` (FLIP ``set`` /
+    ``validation`` columns), ``flip_residue_fasta`` (FLIP per-residue label FASTA + sequences + mask),
+    ``structures`` (PDB folders: train from ``train``'s data set, test from ``test_dataset``).
+    """
+
+    dataset: str = ""
+    format: str = "csv"
+    train: str | None = None
+    valid: str | None = None
+    test: str | None = None
+    sequence_column: str = "sequence"
+    pair_column: str | None = None  # second sequence of a sequence-pair task
+    target_column: str = "target"
+    split_column: str | None = None  # single-file tasks: column holding train / test
+    valid_fraction: float = 0.1  # carved from train (per seed) when no validation split is published
+    sequences: str | None = None  # flip_residue_fasta: the amino-acid FASTA
+    mask: str | None = None  # flip_residue_fasta: per-residue 1 = scored
+    test_dataset: str | None = None  # structures: the held-out folder
+
+
+@dataclass
+class ProbeSpec:
+    """Hyper-parameter grid of the linear probe (selected on the validation split)."""
+
+    alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0, 1000.0])  # ridge
+    cs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0])  # logistic regression
+    standardize: bool = True
+    refit_on_train_and_valid: bool = False  # FLIP's ridge fits on all train rows (validation ones included)
+    max_train_residues: int = 200_000  # per-residue / pair tasks: subsample (seeded) to bound CPU time
+
+
+@dataclass
+class TaskSpec:
+    """One benchmark task (REFERENCE.md section 3 numbers them 1-18; extra tasks have ``paper_task: 0``)."""
+
+    name: str = ""
+    title: str = ""
+    paper_task: int = 0
+    category: str = "functionality"
+    type: str = "per_protein"
+    problem: str = "regression"
+    num_classes: int = 1
+    metric: str = "spearman"
+    head: str = "linear"  # linear | mlp (per protein), token (per residue), pair (residue pair)
+    data: DataSpec = field(default_factory=DataSpec)
+    skip_reason: str | None = None  # set: the data are absent; reported as skipped, never run
+    split_note: str | None = None  # how the shared copy differs from the paper's split
+    max_length: int = 1024  # longer sequences are cropped (first residues) before embedding
+    onehot_pool: str = "mean"  # one-hot baseline pooling: mean (composition) or flatten (fixed-length tasks)
+    baseline: float | None = None  # published number to compare with (one-hot / ridge row)
+    baseline_source: str | None = None
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
+
+    def validate(self, source: str) -> None:
+        """Raise ValueError naming ``source`` on an inconsistent spec."""
+        checks = (
+            ("type", self.type, TASK_TYPES), ("problem", self.problem, PROBLEMS),
+            ("category", self.category, CATEGORIES), ("data.format", self.data.format, FORMATS),
+            ("onehot_pool", self.onehot_pool, ("mean", "flatten")),
+        )
+        for key, value, allowed in checks:
+            if value not in allowed:
+                raise ValueError(f"{source}: {key} must be one of {allowed}, got {value!r}")
+        if self.problem == "multiclass" and self.num_classes < 3:
+            raise ValueError(f"{source}: multiclass task needs num_classes >= 3, got {self.num_classes}")
+        if self.skip_reason is None and not self.data.dataset:
+            raise ValueError(f"{source}: a task without skip_reason needs data.dataset")
+
+
+def task_dir() -> Path:
+    """``configs/bench/task`` of the source checkout (or ``$XTRIMO_CONFIG_DIR/bench/task``)."""
+    if os.environ.get("XTRIMO_CONFIG_DIR"):
+        return Path(os.environ["XTRIMO_CONFIG_DIR"]) / "bench" / "task"
+    return Path(__file__).resolve().parents[1] / "configs" / "bench" / "task"
+
+
+def list_tasks() -> list[str]:
+    """Names of every task file, sorted."""
+    return sorted(p.stem for p in task_dir().glob("*.yaml"))
+
+
+def load_task(name: str) -> TaskSpec:
+    """Read and validate ``configs/bench/task/<name>.yaml``.
+
+    Raises:
+        ValueError: unknown task (the message lists the valid ones), unknown keys or bad values in the file.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = task_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TaskSpec), OmegaConf.load(path))
+        spec = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ValueError(f"{path}: {first}") from None
+    if spec.name != name:
+        raise ValueError(f"{path}: name {spec.name!r} does not match the file name {name!r}")
+    spec.validate(str(path))
+    return spec
