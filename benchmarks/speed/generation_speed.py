@@ -1,0 +1,117 @@
+"""Generation speed: xtrimo's KV-cached decoding vs full recomputation vs Hugging Face GPT-2 ``generate()``.
+
+A script, not a test. All numbers are measured in the same run, on the same device and thread count, with random
+weights (speed does not depend on them) and the same shape: layers, hidden size and heads, vocabulary 128.
+Every sequence is forced to produce exactly ``--new-tokens`` tokens (minimum length = maximum length), with plain
+sampling (temperature 1, no top-k / top-p) on both sides.
+
+    OMP_NUM_THREADS=1 python benchmarks/speed/generation_speed.py                 # 6 layers, 320 wide, 5 heads
+    python benchmarks/speed/generation_speed.py --layers 12 --hidden 768 --heads 12 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from xtrimo.config import ModelConfig
+from xtrimo.generation import Generator
+from xtrimo.model.glm import XTrimoPGLM
+
+
+def _timed(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Median wall time of each function over ``repeats`` rounds, after one warm-up call each.
+
+    The functions take turns within every round, so load from other processes on a shared machine hits them alike.
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def xtrimo_runner(gen: Generator, batch: int, new: int, use_cache: bool) -> Callable[[], object]:
+    """One call of the user-facing API producing ``batch`` sequences of exactly ``new`` tokens after ``M``."""
+    from xtrimo.generation.decode import decode
+    from xtrimo.generation.sampling import SamplingConfig
+
+    prompt = gen.tokenizer.encode("M")
+    if use_cache:
+        return lambda: gen.generate(batch, "M", new, min_length=new + 1, max_length=new + 1, seed=0, batch_size=batch)
+    # the same loop, recomputing the whole forward pass (context + all generated tokens) at every step
+    return lambda: decode(gen.model, [prompt] * batch, SamplingConfig(), new, new, 0, use_cache=False)
+
+
+def hf_runner(model: torch.nn.Module, batch: int, new: int, device: torch.device) -> Callable[[], object]:
+    ids = torch.full((batch, 1), 17, dtype=torch.long, device=device)
+    mask = torch.ones_like(ids)
+    return lambda: model.generate(
+        ids, attention_mask=mask, do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+        max_new_tokens=new, min_new_tokens=new, pad_token_id=0, eos_token_id=34,
+    )
+
+
+def build_models(args: argparse.Namespace, device: torch.device) -> tuple[Generator, torch.nn.Module]:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = ModelConfig(name="bench", num_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
+                      seq_length=max(1024, args.new_tokens + 8))
+    gen = Generator(XTrimoPGLM(cfg), device)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_positions=cfg.seq_length, n_embd=args.hidden,
+                                      n_layer=args.layers, n_head=args.heads, bos_token_id=0, eos_token_id=34))
+    return gen, gpt2.to(device).eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--hidden", type=int, default=320)
+    p.add_argument("--heads", type=int, default=5)
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--batches", default="1,16")
+    p.add_argument("--recompute-batches", default="1", help="batches for the (slow) full-recompute baseline")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every variant once")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="both models")
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    gen, gpt2 = build_models(args, device)
+    gen.model.to(getattr(torch, args.dtype))
+    gpt2.to(getattr(torch, args.dtype))
+    n = args.new_tokens
+    print(f"device {device} ({torch.get_num_threads()} threads), {args.layers} layers, hidden {args.hidden}, "
+          f"{args.heads} heads; xtrimo {gen.model.num_parameters() / 1e6:.2f}M params, "
+          f"GPT-2 {sum(q.numel() for q in gpt2.parameters()) / 1e6:.2f}M params; {args.dtype}; {n} new tokens per sequence; "
+          f"median of {args.repeats} interleaved rounds")
+    rows = []
+    with torch.inference_mode():
+        for b in [int(x) for x in args.batches.split(",")]:
+            fns = {"kv": xtrimo_runner(gen, b, n, True), "hf": hf_runner(gpt2, b, n, device)}
+            if str(b) in args.recompute_batches.split(","):
+                fns["full"] = xtrimo_runner(gen, b, n, False)
+            t = _timed(fns, args.repeats, device)
+            rows.append((b, b * n / t["kv"], b * n / t["hf"], b * n / t["full"] if "full" in t else None))
+    print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'ms/step':>8} {'recompute tok/s':>16} {'KV/recompute':>13} "
+          f"{'HF GPT-2 tok/s':>15} {'xtrimo/HF':>10}")
+    for b, kv, hf, full in rows:
+        full_s = f"{full:16.1f} {kv / full:12.1f}x" if full else f"{'-':>16} {'-':>13}"
+        print(f"{b:>5} {kv:16.1f} {1000 * b / kv:8.2f} {full_s} {hf:15.1f} {kv / hf:9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
