@@ -183,6 +183,8 @@ def _embed_parser() -> argparse.ArgumentParser:
 
 def embed_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-embed``."""
+    from xtrimo.tokenizer import InvalidResidueError
+
     args = _embed_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         from xtrimo.benchmarks.backbones import build_backbone
@@ -198,6 +200,9 @@ def embed_main(argv: list[str] | None = None) -> int:
         print(f"wrote {stats['records']} embeddings ({stats['residues']} residues) in {stats['shards']} shard(s) "
               f"to {args.output}")
         return 0
+    except InvalidResidueError as exc:
+        print(f"xtrimo-embed: error: {args.input}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("xtrimo-embed: interrupted", file=sys.stderr)
         return 130

@@ -16,6 +16,8 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from xtrimo.tokenizer import ResidueTokenizer
+
 log = logging.getLogger(__name__)
 POOLS = ("mean", "flatten", "none")
 
@@ -143,7 +145,7 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
     ``shard_residues`` residues at a time, so memory stays bounded whatever the input size.
 
     Shards hold ``names``; ``embeddings`` ``[N, H]`` (mean) or ``values`` + ``offsets`` (per-residue, record
-    ``i`` is ``values[offsets[i]:offsets[i+1]]``). ``index.json`` lists the shards.
+    ``i`` is ``values[offsets[i]:offsets[i+1]]``). ``index.json`` lists the shards (``shard_files``) and the counts.
 
     Returns:
         counts of records, residues and shards written.
@@ -154,10 +156,13 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
     out.mkdir(parents=True, exist_ok=True)
     stats = {"records": 0, "residues": 0, "shards": 0}
     shards = []
+    tokenizer = ResidueTokenizer()
     bar = tqdm(unit="res", unit_scale=True, desc=f"embed {backbone.name}", disable=not progress)
     for chunk in _chunks(records, shard_residues):
         names = [n for n, _ in chunk]
         seqs = [s[:max_length] if max_length else s for _, s in chunk]
+        for name, seq in zip(names, seqs):  # name the record in the error, not its batch position
+            tokenizer.encode(seq, name)
         per_residue = embed_residues(backbone, seqs, batch_tokens)
         path = out / f"shard_{stats['shards']:05d}.npz"
         if mode == "mean":
@@ -171,6 +176,6 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
         stats["shards"] += 1
         bar.update(sum(len(s) for s in seqs))
     bar.close()
-    meta = {"backbone": backbone.fingerprint, "pool": mode, "dim": backbone.dim, "shards": shards, **stats}
+    meta = {"backbone": backbone.fingerprint, "pool": mode, "dim": backbone.dim, **stats, "shard_files": shards}
     (out / "index.json").write_text(json.dumps(meta, indent=1))
     return stats

@@ -95,7 +95,7 @@ def fit(
         module.eval()
         value = valid_eval()
         score = np.nan_to_num(value if higher_is_better else -value, nan=-np.inf)
-        log.info("epoch %d: loss %.4f valid %.4f", epoch, float(loss), value)
+        log.info("epoch %d: loss %.4f valid %.4f", epoch, loss.item(), value)
         if score > best:
             best, best_epoch, stale = score, epoch, 0
             best_state = copy.deepcopy({k: v for k, v in module.state_dict().items()})

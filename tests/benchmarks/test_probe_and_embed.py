@@ -1,0 +1,130 @@
+"""Ridge path vs sklearn, token-budget batching, pooling, the embedding cache and streaming."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+
+from xtrimo.benchmarks import embed, probe
+from xtrimo.benchmarks.backbones import BackboneConfig, OneHotBackbone, build_backbone
+from xtrimo.benchmarks.tasks import ProbeSpec
+
+
+@pytest.mark.parametrize("n, d", [(41, 13), (13, 41)])  # primal and dual Gram matrix
+def test_ridge_path_matches_sklearn(n: int, d: int) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, d))
+    x[:, 3] = 1.0  # a constant column: weight exactly 0
+    y = x @ rng.normal(size=d) + rng.normal(size=n)
+    alphas = [0.01, 1.0, 17.0]
+    for alpha, (w, b) in zip(alphas, probe.ridge_path(x, y, alphas)):
+        ref = Ridge(alpha=alpha).fit(x, y)
+        np.testing.assert_allclose(w, ref.coef_, atol=1e-8)
+        assert b == pytest.approx(ref.intercept_, abs=1e-8)
+        assert w[3] == 0.0
+
+
+def test_regression_probe_selects_on_validation() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 17))
+    y = x[:, 0] * 2 + 0.1 * rng.normal(size=300)
+    spec = ProbeSpec(alphas=[1e-3, 1e6])
+    res = probe.fit_regression(spec, "spearman", x[:200], y[:200], x[200:250], y[200:250], x[250:], y[250:])
+    assert res.chosen == {"alpha": 1e-3} and res.value > 0.95
+
+
+def test_classifier_probe_handles_missing_class() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(90, 5))
+    y = (x[:, 0] > 0).astype(int)
+    spec = ProbeSpec(cs=[0.1, 1.0])
+    res = probe.fit_classifier(spec, "accuracy", x[:60], y[:60], x[60:75], y[60:75], x[75:], y[75:])
+    assert res.value > 0.8 and res.test_scores.shape == (15, 2)
+
+
+def test_token_batches_respect_budget_and_cover_all() -> None:
+    lengths = [13, 17, 5, 200, 17, 3, 40, 41]
+    batches = embed.token_batches(lengths, max_tokens=64)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        cost = len(b) * (max(lengths[i] for i in b) + 1)
+        assert cost <= 64 or len(b) == 1  # a sequence over the budget goes alone
+
+
+def test_pooling() -> None:
+    per = OneHotBackbone().embed(["ACA", "WWY"])
+    np.testing.assert_allclose(embed.pool(per, "mean")[0, :2], [2 / 3, 1 / 3])
+    assert embed.pool(per, "flatten").shape == (2, 63)
+    with pytest.raises(ValueError, match="equal-length"):
+        embed.pool(OneHotBackbone().embed(["AC", "ACD"]), "flatten")
+
+
+def test_xtrimo_embeddings_ignore_padding_and_eos(tiny_checkpoint: Path) -> None:
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    seqs = ["MKTAYIAKQRQIS", "MLSEGEWQLVLHVWAKVEA"]
+    together = backbone.embed(seqs)
+    alone = backbone.embed(seqs[:1])[0]
+    assert together[0].shape == (13, 64) and together[1].shape == (19, 64)
+    np.testing.assert_allclose(together[0], alone, atol=1e-5)
+
+
+def test_random_control_differs_and_is_reproducible(tiny_checkpoint: Path) -> None:
+    cfg = BackboneConfig(name="random", checkpoint=str(tiny_checkpoint), seed=3)
+    a, b = build_backbone(cfg), build_backbone(cfg)
+    trained = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    seq = ["MKTAYIAKQRQIS"]
+    np.testing.assert_allclose(a.embed(seq)[0], b.embed(seq)[0])
+    assert not np.allclose(a.embed(seq)[0], trained.embed(seq)[0])
+    assert a.fingerprint != trained.fingerprint and a.dim == trained.dim
+
+
+def test_feature_cache_is_reused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    seqs = ["MKTAYIAKQRQIS", "MLSEGEWQLVLHVWAKVEA", "ACDEFGHIKLMNP"]
+    first = embed.features(backbone, seqs, "mean", tmp_path)
+    files = list(tmp_path.glob("*.npy"))
+    assert len(files) == 1
+    backbone.embed = None  # a cache hit must not call the model
+    np.testing.assert_array_equal(embed.features(backbone, seqs, "mean", tmp_path), first)
+    per = embed.features(build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))), seqs,
+                         "none", tmp_path)
+    again = embed._read_cached(next(tmp_path.glob("*.npz")), "none")
+    assert [p.shape for p in per] == [a.shape for a in again] == [(13, 64), (19, 64), (13, 64)]
+
+
+def test_stream_embeddings_shards_match_direct(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    rng = np.random.default_rng(0)
+    records = [(f"r{i}", "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=13 + 2 * (i % 3))))
+               for i in range(11)]
+    stats = embed.stream_embeddings(backbone, iter(records), tmp_path / "out", "mean", batch_tokens=48,
+                                    shard_residues=50, progress=False)
+    assert stats["records"] == 11 and stats["shards"] > 2
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    names, vecs = [], []
+    for shard in index["shard_files"]:
+        with np.load(tmp_path / "out" / shard["file"]) as z:
+            names += z["names"].tolist()
+            vecs.append(z["embeddings"])
+    assert names == [n for n, _ in records]
+    direct = embed.pool(backbone.embed([s for _, s in records]), "mean")
+    np.testing.assert_allclose(np.concatenate(vecs), direct, atol=1e-5)
+
+
+def test_token_budget_bounds_forward_batch(tiny_checkpoint: Path) -> None:
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    seen: list[int] = []
+    original = backbone.model.forward
+
+    def spy(tokens: torch.Tensor, **kw: object) -> dict:
+        seen.append(tokens.numel())
+        return original(tokens, **kw)
+
+    backbone.model.forward = spy
+    embed.embed_residues(backbone, ["A" * 13] * 9 + ["C" * 17] * 4, batch_tokens=60)
+    assert max(seen) <= 60 and len(seen) >= 4

@@ -1,0 +1,126 @@
+"""Protocols end to end on a small synthetic task, LoRA parameter counts, and CLI smoke runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xtrimo.benchmarks.backbones import BackboneConfig
+from xtrimo.benchmarks.cli import bench_main, embed_main
+from xtrimo.benchmarks.finetune import LORA_TARGETS, apply_lora
+from xtrimo.benchmarks.heads import count_parameters
+from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task
+from xtrimo.benchmarks.tasks import DataSpec, TaskSpec
+from xtrimo.model.glm import XTrimoPGLM
+
+
+def _task(dataset: str, problem: str = "regression") -> TaskSpec:
+    suffix = "" if problem == "regression" else "_cls"
+    data = DataSpec(dataset=dataset, train=f"train{suffix}.csv.gz", valid=f"valid{suffix}.csv.gz",
+                    test=f"test{suffix}.csv.gz")
+    metric = "spearman" if problem == "regression" else "accuracy"
+    return TaskSpec(name="synthetic", problem=problem, num_classes=2 if problem != "regression" else 1,
+                    metric=metric, data=data)
+
+
+def test_onehot_probe_learns_composition(synthetic_dataset: str) -> None:
+    result = run_task(_task(synthetic_dataset), BackboneConfig(), ProtocolConfig(seeds=[0]))
+    assert result["status"] == "ok" and result["value"] > 0.9
+    assert result["n"] == {"train": 120, "valid": 40, "test": 60}
+
+
+def test_checkpoint_probe_with_cache(synthetic_dataset: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    result = run_task(_task(synthetic_dataset, "binary"), bcfg, ProtocolConfig(seeds=[0, 1]), str(tmp_path / "c"))
+    assert result["status"] == "ok" and result["seeds"] == [0]  # fixed splits + probe: one deterministic run
+    assert 0.0 <= result["value"] <= 1.0 and result["fingerprint"].startswith("xtrimo-")
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("problem", ["regression", "binary"])
+def test_mlp_protocol(synthetic_dataset: str, problem: str) -> None:
+    proto = ProtocolConfig(name="mlp", seeds=[0, 1], epochs=30, lr=3e-3)
+    result = run_task(_task(synthetic_dataset, problem), BackboneConfig(), proto)
+    assert result["status"] == "ok" and len(result["values"]) == 2
+    assert result["value"] > (0.7 if problem == "regression" else 0.6)
+
+
+def test_lora_trains_only_adapters_and_head(synthetic_dataset: str, tiny_checkpoint: Path) -> None:
+    model = apply_lora(XTrimoPGLM.from_pretrained(tiny_checkpoint))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} == set(LORA_TARGETS)  # <module>.lora_A.default.weight
+    cfg = model.config
+    per_layer = 16 * ((cfg.hidden_size + 3 * cfg.hidden_size) + 2 * cfg.hidden_size
+                      + (cfg.hidden_size + 2 * cfg.ffn_hidden_size) + (cfg.ffn_hidden_size + cfg.hidden_size))
+    assert count_parameters(model)[0] == cfg.num_layers * per_layer
+
+    bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    proto = ProtocolConfig(name="lora", seeds=[0], epochs=1, lr=1e-3, batch_size=16)
+    result = run_task(_task(synthetic_dataset), bcfg, proto)
+    run = result["runs"][0]
+    head = (64 * 128 + 128) + (128 * 1 + 1)
+    assert run["trainable_params"] == cfg.num_layers * per_layer + head
+    assert run["total_params"] == XTrimoPGLM.from_pretrained(tiny_checkpoint).num_parameters() + run["trainable_params"]
+
+
+def test_finetune_trains_everything(synthetic_dataset: str, tiny_checkpoint: Path) -> None:
+    bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    result = run_task(_task(synthetic_dataset), bcfg, ProtocolConfig(name="finetune", seeds=[0], epochs=1))
+    run = result["runs"][0]
+    assert run["trainable_params"] == run["total_params"] and np.isfinite(result["value"])
+
+
+def test_unsupported_combinations_are_skipped_with_reason(synthetic_dataset: str) -> None:
+    result = run_task(_task(synthetic_dataset), BackboneConfig(), ProtocolConfig(name="lora"))
+    assert result["status"] == "skipped" and "has no weights to adapt" in result["reason"]
+    absent = run_named("fold_prediction", BackboneConfig(), ProtocolConfig())
+    assert absent["status"] == "skipped" and "not in ../shared/data" in absent["reason"]
+
+
+def test_flip_gb1_ridge_reproduces_published(shared_data: Path) -> None:
+    for split, published in (("one_vs_rest", 0.28), ("two_vs_rest", 0.59), ("three_vs_rest", 0.76)):
+        result = run_named(f"gb1_{split}", BackboneConfig(), ProtocolConfig())
+        assert result["baseline"] == published
+        assert abs(result["value"] - published) < 0.05, (split, result["value"])
+
+
+def test_bench_cli_writes_results(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["-m", "task=gb1_two_vs_rest,fold_prediction", f"output_dir={tmp_path}"]
+    assert bench_main(argv) == 0
+    run = tmp_path / "onehot-probe"
+    record = json.loads((run / "gb1_two_vs_rest.json").read_text())
+    assert record["status"] == "ok" and record["config"]["task"]["data"]["dataset"] == "flip_gb1"
+    rows = {r["task"]: r for r in csv.DictReader(open(run / "summary.csv"))}
+    assert rows["gb1_two_vs_rest"]["baseline"] == "0.59" and rows["fold_prediction"]["status"] == "skipped"
+    assert (run / "summary.png").stat().st_size > 0 and "skipped" in (run / "summary.md").read_text()
+    assert "published baseline 0.59" in capsys.readouterr().out
+
+
+def test_bench_cli_bad_input(capsys: pytest.CaptureFixture) -> None:
+    assert bench_main(["task=fluoresence"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-bench: error: unknown task 'fluoresence'; valid tasks:") and "\n" not in err
+    assert bench_main(["task=stability", "protocol.sedes=3"]) == 1
+    assert "sedes" in capsys.readouterr().err
+
+
+def test_embed_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fasta = tmp_path / "in.fasta"
+    fasta.write_text(">a\nMKTAYIAKQRQIS\n>b desc\nMLSEGEWQLVLHVWAKVEA\n>c\nACDEFGHIKLMNPQR\n")
+    out = tmp_path / "emb"
+    argv = ["--checkpoint", str(tiny_checkpoint), "-i", str(fasta), "-o", str(out), "--pool", "per-residue",
+            "--shard-residues", "20"]
+    assert embed_main(argv) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["records"] == 3 and index["shards"] == 2 and index["pool"] == "none"
+    with np.load(out / "shard_00000.npz") as z:
+        assert z["names"].tolist() == ["a", "b"] and z["values"].shape == (32, 64)
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(">x\nMK*1\n")
+    assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(bad), "-o", str(tmp_path / "e2")]) == 1
+    assert f"{bad}: invalid residue '*' at position 3 of record 'x'" in capsys.readouterr().err
