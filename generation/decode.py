@@ -138,8 +138,7 @@ def decode(
     length, start = batch.context, 0
     for step in range(max_new_tokens):
         logits = _next_logits(model, batch, cache, length, start)
-        x = forbid(restrict(logits, allowed), STOP_IDS, torch.full_like(batch.rows, step < min_new_tokens, dtype=torch.bool))
-        ids = draw(process_logits(x, config, batch.seen), uniform(seed, batch.rows, step), greedy=config.temperature == 0)
+        ids = _choose(logits, batch, allowed, config, seed, step, step < min_new_tokens)
         batch.log_probs[:, step] = logits.log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
         batch.tokens[:, length] = ids
         batch.seen.scatter_(1, ids[:, None], True)
@@ -159,6 +158,18 @@ def decode(
             if cache is not None:
                 cache.reorder(keep)
     return [done[i] for i in indices]
+
+
+def _choose(
+    logits: torch.Tensor, batch: _Batch, allowed: torch.Tensor, config: SamplingConfig, seed: int, step: int,
+    too_short: bool,
+) -> torch.Tensor:
+    """Next ids ``[B]``: allowed ids only, no stop while ``too_short``, then the sampling controls and a draw."""
+    x = restrict(logits, allowed)
+    if too_short:
+        x = forbid(x, STOP_IDS, torch.ones_like(batch.rows, dtype=torch.bool))
+    x = process_logits(x, config, batch.seen)
+    return draw(x, uniform(seed, batch.rows, step), greedy=config.temperature == 0)
 
 
 def _collect(batch: _Batch, stop: torch.Tensor, length: int, step: int, done: dict[int, Decoded]) -> None:
