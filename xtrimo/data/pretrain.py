@@ -19,7 +19,7 @@ from xtrimo.data.batching import bucket_batches, collate, shuffle_buffer
 from xtrimo.data.fasta import read_fasta
 from xtrimo.data.registry import resolve_data_file
 from xtrimo.objectives.mixture import ObjectiveConfig, build_sample, draw_kind
-from xtrimo.objectives.sample import GLM, MLM, Sample
+from xtrimo.objectives.sample import GLM, IGNORE_INDEX, MLM, Sample
 from xtrimo.tokenizer import ResidueTokenizer
 
 SPECIALS_PER_SAMPLE = 2  # GLM adds <gmask> + <sop>; MLM adds <eos>
@@ -42,7 +42,8 @@ def iter_residues(files: tuple[str, ...], tokenizer: ResidueTokenizer) -> Iterat
             yield tokenizer.encode(rec.sequence, f"{path}:{rec.name}")
 
 
-def _shard(worker_offset: int = 0) -> tuple[int, int]:
+def _shard() -> tuple[int, int]:
+    """(shard index, number of shards) over ranks x data-loader workers."""
     info = get_worker_info()
     rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
     world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
@@ -116,27 +117,41 @@ def validation_samples(residues: np.ndarray, index: int, max_length: int, object
 
 
 class ValidationSet(IterableDataset):
-    """Finite, deterministic validation batches (both objectives on every window), sharded over ranks."""
+    """Finite, deterministic validation batches (both objectives on every window).
+
+    Every rank builds the same batches and takes every ``world``-th one; a rank short of a batch gets a copy whose
+    labels are all ignored, so all ranks run the same number of forward passes (FSDP and ZeRO-3 gather
+    parameters inside forward: an uneven count would hang) and nothing is counted twice.
+    """
 
     def __init__(self, spec: StreamSpec, objective: ObjectiveConfig, max_sequences: int = 0) -> None:
         super().__init__()
         self.spec, self.objective, self.max_sequences = spec, objective, max_sequences
         self.tokenizer = ResidueTokenizer()
 
+    def _share(self, samples: list[Sample], rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
+        batches = bucket_batches(samples, self.spec.max_tokens, None)
+        for i in range(rank, math.ceil(len(batches) / world) * world, world):
+            if i < len(batches):
+                yield collate(batches[i])
+            else:
+                empty = collate(batches[0])
+                empty["labels"].fill_(IGNORE_INDEX)
+                yield empty
+
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        shard, n_shards = _shard()
+        rank, world = _shard()
         seqs = iter_residues(self.spec.files, self.tokenizer)
         if self.max_sequences:
             seqs = itertools.islice(seqs, self.max_sequences)
         samples: list[Sample] = []
         for i, r in enumerate(seqs):
-            if i % n_shards == shard:
-                samples.extend(validation_samples(r, i, self.spec.max_length, self.objective, self.spec.seed))
+            samples.extend(validation_samples(r, i, self.spec.max_length, self.objective, self.spec.seed))
             if len(samples) >= self.spec.bucket_pool:
-                yield from (collate(b) for b in bucket_batches(samples, self.spec.max_tokens, None))
+                yield from self._share(samples, rank, world)
                 samples = []
         if samples:
-            yield from (collate(b) for b in bucket_batches(samples, self.spec.max_tokens, None))
+            yield from self._share(samples, rank, world)
 
 
 def unigram_log_probs(files: tuple[str, ...], vocab_size: int, max_sequences: int = 200_000) -> torch.Tensor:

@@ -76,6 +76,7 @@ class CheckpointExporter(L.Callback):
             self.best, self.best_dir = float(loss), name
             if trainer.is_global_zero:
                 point_link(self.root / "best", name)
+                self._prune()
 
     def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._save(trainer, module)

@@ -133,13 +133,14 @@ class PretrainModule(L.LightningModule):
             m.reset()
         total_nll = sum(sums[f"{o}_nll"] for o in OBJECTIVE_NAMES)
         total_tok = sum(sums[f"{o}_tokens"] for o in OBJECTIVE_NAMES)
-        self.log("val/loss", total_nll / total_tok.clamp_min(1), prog_bar=True, sync_dist=False)
+        # the sums are already global, so every rank logs the same value (sync_dist only averages equal numbers)
+        self.log("val/loss", total_nll / total_tok.clamp_min(1), prog_bar=True, sync_dist=True)
         for o in OBJECTIVE_NAMES:
             n = sums[f"{o}_tokens"].clamp_min(1)
-            self.log(f"val/{o}_ppl", torch.exp(sums[f"{o}_nll"] / n), prog_bar=True)
+            self.log(f"val/{o}_ppl", torch.exp(sums[f"{o}_nll"] / n), prog_bar=True, sync_dist=True)
             if self.unigram.numel():
-                self.log(f"val/{o}_unigram_ppl", torch.exp(sums[f"{o}_unigram"] / n))
-            self.log(f"val/{o}_tokens", sums[f"{o}_tokens"])
+                self.log(f"val/{o}_unigram_ppl", torch.exp(sums[f"{o}_unigram"] / n), sync_dist=True)
+            self.log(f"val/{o}_tokens", sums[f"{o}_tokens"], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
