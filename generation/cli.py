@@ -15,6 +15,7 @@ import argparse
 import csv
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from xtrimo.checkpoint import CheckpointError
@@ -142,7 +143,9 @@ def _run_score(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} scores to {out}")
 
 
-def _main(prog: str, parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
+def _main(
+    prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], None], argv: list[str] | None
+) -> int:
     args = parser.parse_args(argv)
     try:
         run(args)
