@@ -41,6 +41,7 @@ class BenchConfig:
     output_dir: str = "results"
     run: str | None = None  # results go to <output_dir>/<run>/; default "<backbone>-<protocol>"
     cache_dir: str | None = None  # embedding cache; default <output_dir>/cache
+    max_length: int | None = None  # crop every task's sequences to this length (CPU-sized runs); None: per task
     log_level: str = "WARNING"
 
 
@@ -103,6 +104,8 @@ def run_config(cfg: BenchConfig) -> list[dict]:
     from xtrimo.benchmarks.tasks import load_task
 
     tasks = [load_task(n) for n in cfg.suite.tasks] if cfg.suite else [cfg.task]
+    if cfg.max_length is not None:
+        tasks = [replace(t, max_length=min(t.max_length, cfg.max_length)) for t in tasks]
     cache = cfg.cache_dir or str(Path(cfg.output_dir) / "cache")
     backbone = build_backbone(cfg.backbone)
     control_cfg = replace(cfg.backbone, name="random", control=False)
@@ -150,7 +153,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         for cfg in configs:
             by_dir.setdefault(_run_dir(cfg), []).extend(run_config(cfg))
         for run_dir, results in by_dir.items():
-            for path in report.write_summary(results, run_dir, f"xtrimo-bench: {run_dir.name}"):
+            merged = report.collect(run_dir, results)
+            for path in report.write_summary(merged, run_dir, f"xtrimo-bench: {run_dir.name}"):
                 print(f"wrote {path}")
         return 0
     except KeyboardInterrupt:

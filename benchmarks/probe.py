@@ -4,9 +4,11 @@ regression, with hyper-parameters chosen on the validation split only and the te
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -83,8 +85,20 @@ def fit_regression(spec: ProbeSpec, metric: str, xtr: np.ndarray, ytr: np.ndarra
     return ProbeResult(metrics.compute(metric, yte, pred), float(valid_value), {"alpha": alpha}, pred)
 
 
+class _Logistic(LogisticRegression):
+    """sklearn's logistic regression; a fit stopped by ``max_iter`` is logged once instead of warned per call."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Logistic:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            super().fit(x, y)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            log.info("logistic regression (C=%g) stopped at max_iter=%d before converging", self.C, self.max_iter)
+        return self
+
+
 def _logistic(c: float, seed: int) -> LogisticRegression:
-    return LogisticRegression(C=c, max_iter=500, random_state=seed)
+    return _Logistic(C=c, max_iter=500, random_state=seed)
 
 
 def fit_classifier(spec: ProbeSpec, metric: str, xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray,

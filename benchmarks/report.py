@@ -26,6 +26,21 @@ def write_task(result: dict, out_dir: str | Path) -> Path:
     return path
 
 
+def collect(out_dir: str | Path, fresh: list[dict]) -> list[dict]:
+    """``fresh`` results plus those of earlier invocations already in ``out_dir`` (re-running a task replaces
+    its row), so a suite run in several pieces still gets one summary."""
+    by_task = {}
+    for path in sorted(Path(out_dir).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict) and "task" in record and "status" in record:
+            by_task[record["task"]] = record
+    by_task.update({r["task"]: r for r in fresh})
+    return list(by_task.values())
+
+
 def _json_default(obj: object) -> object:
     if hasattr(obj, "tolist"):
         return obj.tolist()
@@ -44,6 +59,9 @@ def summary_rows(results: list[dict]) -> list[dict]:
     for r in results:
         control = r.get("control", {})
         note = r.get("reason") if r["status"] != "ok" else (r.get("split_note") or "")
+        if r.get("subsampled"):
+            n = r["n"]
+            note = f"subsampled to {n['train']} / {n['valid']} / {n['test']} (train / valid / test). {note}"
         rows.append({
             "task": r["task"], "paper_task": r.get("paper_task") or "", "category": r["category"],
             "metric": r["metric"], "value": _fmt(r.get("value")), "std": _fmt(r.get("std")),
@@ -103,14 +121,14 @@ def _plot(rows: list[dict], path: Path, title: str) -> Path:
 
     ok = [r for r in rows if r["status"] == "ok"]
     x = np.arange(len(ok))
-    series = [("value", "this run", 0.0)]
+    series = [("value", "this run")]
     if any(r["control"] for r in ok):
-        series.append(("control", "random control", 0.0))
+        series.append(("control", "random control"))
     if any(r["baseline"] for r in ok):
-        series.append(("baseline", "published baseline", 0.0))
+        series.append(("baseline", "published baseline"))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(ok) + 2), 4.2))
-    for k, (key, label, _) in enumerate(series):
+    for k, (key, label) in enumerate(series):
         vals = [float(r[key]) if r[key] else np.nan for r in ok]
         ax.bar(x + (k - (len(series) - 1) / 2) * width, vals, width, label=label)
     ax.set_xticks(x)

@@ -15,6 +15,7 @@ import numpy as np
 from xtrimo.benchmarks import embed, probe
 from xtrimo.benchmarks.backbones import BackboneConfig, build_backbone
 from xtrimo.benchmarks.data import Examples, Splits, load_splits
+from xtrimo.benchmarks.embed import Backbone
 from xtrimo.benchmarks.heads import TrainSettings
 from xtrimo.benchmarks.tasks import TaskSpec, load_task
 from xtrimo.data.registry import DataNotFoundError
@@ -38,10 +39,12 @@ class ProtocolConfig:
     lora_r: int = 16
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    max_train_examples: int = 0  # 0: all; > 0 caps the training set (seeded) for CPU-sized LoRA / fine-tune runs
+    max_train_examples: int = 0  # 0: all; > 0 caps the training split (seeded subsample) for CPU-sized runs
+    max_eval_examples: int = 0  # 0: all; > 0 caps the validation and test splits (reported in the summary)
 
 
-def _unique_features(backbone, splits: list[Splits], mode: str, cache_dir: str | None, batch_tokens: int):
+def _unique_features(backbone: Backbone, splits: list[Splits], mode: str, cache_dir: str | None,
+                     batch_tokens: int) -> dict[str, np.ndarray]:
     """Features of every distinct sequence over all seeds' splits, as a dict sequence -> row."""
     seqs: dict[str, None] = {}
     for s in splits:
@@ -84,13 +87,20 @@ def _cap(ex: Examples, limit: int, seed: int) -> Examples:
     return ex.subset(np.sort(np.random.default_rng(seed).choice(len(ex), limit, replace=False)))
 
 
+def _capped(split: Splits, proto: ProtocolConfig, seed: int) -> Splits:
+    """Seeded subsamples of the splits when the protocol caps them (CPU-sized comparisons)."""
+    cap_train, cap_eval = proto.max_train_examples, proto.max_eval_examples
+    valid, test = _cap(split.valid, cap_eval, seed), _cap(split.test, cap_eval, seed)
+    return Splits(_cap(split.train, cap_train, seed), valid, test, split.valid_note)
+
+
 def _trained_once(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig, backbone, table, split: Splits,
                   seed: int) -> dict:
     from xtrimo.benchmarks import finetune
 
     settings = TrainSettings(proto.epochs, proto.lr, proto.weight_decay, proto.batch_size, proto.patience)
     out_dim = 1 if task.problem == "regression" else max(task.num_classes, 2)
-    train = _cap(split.train, proto.max_train_examples, seed)
+    train = split.train
     if proto.name == "mlp":
         x = [_matrix(table, ex) for ex in (train, split.valid, split.test)]
         res = finetune.train_mlp(task.problem, out_dim, task.metric, x[0], train.targets, x[1], split.valid.targets,
@@ -122,7 +132,7 @@ def _pool_mode(task: TaskSpec, backbone_name: str) -> str:
 
 
 def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_dir: str | None = None,
-             backbone=None) -> dict:
+             backbone: Backbone | None = None) -> dict:
     """Evaluate ``task``; returns the result record (``status``: ok / skipped)."""
     base = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
             "type": task.type, "metric": task.metric, "backbone": bcfg.name, "protocol": proto.name,
@@ -136,8 +146,10 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     except DataNotFoundError as exc:
         return {**base, "status": "skipped", "reason": f"data not found: {exc}"}
     carved = first.valid_note.startswith(f"{task.data.valid_fraction:.0%}")
-    seeds = proto.seeds if (carved or proto.name != "probe") else proto.seeds[:1]  # a probe on fixed splits is deterministic
-    splits = [first] + [load_splits(task, s) for s in seeds[1:]]
+    subsampled = bool(proto.max_train_examples or proto.max_eval_examples)
+    # a probe on fixed, complete splits is deterministic: one seed is enough
+    seeds = proto.seeds if (carved or subsampled or proto.name != "probe") else proto.seeds[:1]
+    splits = [_capped(sp, proto, seed) for sp, seed in zip([first] + [load_splits(task, s) for s in seeds[1:]], seeds)]
     backbone = backbone or build_backbone(bcfg)
     table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens)
     runs = []
@@ -151,13 +163,14 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     return {
         **base, "status": "ok", "value": float(values.mean()), "std": float(values.std()), "seeds": seeds,
         "values": values.tolist(), "runs": runs, "fingerprint": backbone.fingerprint,
-        "n": {"train": len(first.train), "valid": len(first.valid), "test": len(first.test)},
+        "n": {"train": len(splits[0].train), "valid": len(splits[0].valid), "test": len(splits[0].test)},
+        "subsampled": subsampled,
         "valid_note": first.valid_note, "seconds": round(time.time() - start, 1),
         "config": {"backbone": asdict(bcfg), "protocol": asdict(proto), "task": asdict(task)},
     }
 
 
 def run_named(name: str, bcfg: BackboneConfig, proto: ProtocolConfig, cache_dir: str | None = None,
-              backbone=None) -> dict:
+              backbone: Backbone | None = None) -> dict:
     """:func:`run_task` on ``configs/bench/task/<name>.yaml`` (ValueError on an unknown name)."""
     return run_task(load_task(name), bcfg, proto, cache_dir, backbone)
