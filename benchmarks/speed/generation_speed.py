@@ -64,6 +64,38 @@ def hf_runner(model: torch.nn.Module, batch: int, new: int, device: torch.device
     )
 
 
+def bare_forward_ms(gen: Generator, gpt2: torch.nn.Module, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """Milliseconds per step of the bare cached forward pass of each model (no sampling, no loop bookkeeping):
+    the floor that any decoding loop pays, so ``step time - floor`` is the loop's own overhead."""
+    from xtrimo.model.layers import KVCache
+
+    model, x = gen.model, torch.full((batch, 1), 17, device=device)
+    cache = KVCache(model.config, batch, steps + 1, device, next(model.parameters()).dtype)
+    pos = torch.zeros((batch, 2, 1), dtype=torch.long, device=device)
+
+    def ours() -> None:
+        for _ in range(steps):
+            model(x, position_ids=pos, attention_mask=torch.ones((batch, 1, 1, cache.length + 1), dtype=torch.bool,
+                                                                 device=device), cache=cache)
+
+    def theirs() -> None:
+        past = None
+        for _ in range(steps):
+            past = gpt2(x, past_key_values=past, use_cache=True).past_key_values
+
+    out = []
+    for fn in (ours, theirs):
+        cache.length = 0
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        out.append(1000 * (time.perf_counter() - t0) / steps)
+    return out[0], out[1]
+
+
 def build_models(args: argparse.Namespace, device: torch.device) -> tuple[Generator, torch.nn.Module]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -105,12 +137,15 @@ def main(argv: list[str] | None = None) -> None:
             if str(b) in args.recompute_batches.split(","):
                 fns["full"] = xtrimo_runner(gen, b, n, False)
             t = _timed(fns, args.repeats, device)
-            rows.append((b, b * n / t["kv"], b * n / t["hf"], b * n / t["full"] if "full" in t else None))
+            rows.append((b, b * n / t["kv"], b * n / t["hf"], b * n / t["full"] if "full" in t else None,
+                         *bare_forward_ms(gen, gpt2, b, n, device)))
     print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'ms/step':>8} {'recompute tok/s':>16} {'KV/recompute':>13} "
-          f"{'HF GPT-2 tok/s':>15} {'xtrimo/HF':>10}")
-    for b, kv, hf, full in rows:
+          f"{'HF GPT-2 tok/s':>15} {'ms/step':>8} {'xtrimo/HF':>10} {'bare fwd ms: xtrimo':>20} {'GPT-2':>6}")
+    for b, kv, hf, full, bare_x, bare_h in rows:
         full_s = f"{full:16.1f} {kv / full:12.1f}x" if full else f"{'-':>16} {'-':>13}"
-        print(f"{b:>5} {kv:16.1f} {1000 * b / kv:8.2f} {full_s} {hf:15.1f} {kv / hf:9.2f}x")
+        print(f"{b:>5} {kv:16.1f} {1000 * b / kv:8.2f} {full_s} {hf:15.1f} {1000 * b / hf:8.2f} {kv / hf:9.2f}x "
+              f"{bare_x:20.2f} {bare_h:6.2f}")
+    print("bare fwd: one cached forward step without any sampling or bookkeeping, the floor of any decoding loop")
 
 
 if __name__ == "__main__":
