@@ -121,6 +121,7 @@ class Generator:
         for lo in range(0, total, batch_size):
             idx = list(range(lo, min(lo + batch_size, total)))
             decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx, callback)
+            log.info("sampled %d / %d sequences", len(decoded), total)
         samples = [self._sample(prompt, d) for d in decoded]
         return rerank(samples, num_sequences, score_fn) if total > num_sequences else samples
 
@@ -152,6 +153,7 @@ class Generator:
             idx = list(range(lo, min(lo + batch_size, total)))
             out = design(self.model, ids, designed, config, seed, idx, iterations)
             seqs += [self.tokenizer.decode(row) for row in out]
+            log.info("designed %d / %d sequences", len(seqs), total)
         scores = sequence_log_likelihoods(self.model, seqs, batch_size=batch_size)
         samples = [
             GeneratedSequence(s, sc.mean_log_likelihood, sc.num_tokens, True, i, sc.mean_log_likelihood)
