@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from xtrimo.data.fasta import FastaRecord
 from xtrimo.generation.sft_demo import _parser, components, kmer_links, select_family
@@ -39,3 +40,23 @@ def test_family_selection_finds_the_relatives() -> None:
     args = _parser().parse_args(["--base", "x", "--min-members", "5", "--min-length", "50", "--max-length", "100"])
     members, identity = select_family(records, args)
     assert [r.name for r in members] == [f"fam{i}" for i in range(6)] and identity > 0.85
+
+
+@pytest.mark.slow
+def test_sft_demo_end_to_end(tmp_path, checkpoint) -> None:
+    """The whole demo on a synthetic corpus: split, fine-tune through xtrimo-train, before/after numbers."""
+    from xtrimo.data.fasta import write_fasta
+    from xtrimo.generation.sft_demo import main
+
+    records = _records()
+    corpus = tmp_path / "corpus.fasta"
+    write_fasta([(r.name, r.sequence) for r in records], corpus)
+    result = main(["--base", str(checkpoint), "--out", str(tmp_path / "sft"), "--corpus", str(corpus),
+                   "--min-members", "5", "--min-length", "50", "--max-length", "100", "--steps", "3",
+                   "--samples", "4", "--max-new-tokens", "20", "--device", "cpu",
+                   "--train-override", "trainer.val_check_interval=3", "trainer.precision=32-true"])
+    assert len(result["family"]) == 6 and len(result["heldout"]) == 1
+    assert (tmp_path / "sft" / "results.json").is_file()
+    for stage in ("before", "after"):
+        assert result[stage]["heldout_mean_log_likelihood"] < 0
+        assert 0 <= result[stage]["sample_nearest_identity_mean"] <= 1
