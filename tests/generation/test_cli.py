@@ -83,3 +83,11 @@ def test_score_bad_mutation_one_line(checkpoint: Path, tmp_path: Path, capsys) -
                        "-o", str(tmp_path / "e.csv")]) == 1
     assert capsys.readouterr().err.strip() == (
         "xtrimo-score: error: mutation 'A2G': the wild type has 'K' at position 2, not 'A'")
+
+
+def test_score_invalid_residue_names_the_record(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    seqs = tmp_path / "s.fasta"
+    seqs.write_text(">good\nMKTAY\n>bad_one\nMKTJY\n")
+    assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv")]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "xtrimo-score: error: invalid residue 'J' at position 4 of record 'bad_one'")
