@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from xtrimo.generation.sampling import STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, uniform
+from xtrimo.generation.sampling import (
+    STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, uniform,
+)
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
 from xtrimo.tokenizer import GMASK_ID, PAD_ID, PADDED_VOCAB_SIZE, SOP_ID, ResidueTokenizer
@@ -56,11 +58,12 @@ class _Batch:
         self.seen = torch.zeros((b, PADDED_VOCAB_SIZE), dtype=torch.bool)
         for r, p in enumerate(prompts):
             pad = self.context - 2 - len(p)
-            self.tokens[r, pad : self.context] = torch.cat((torch.as_tensor(p, dtype=torch.long), torch.tensor([GMASK_ID, SOP_ID])))
+            ids = torch.as_tensor(p, dtype=torch.long)
+            self.tokens[r, pad : self.context] = torch.cat((ids, torch.tensor([GMASK_ID, SOP_ID])))
             self.valid[r, :pad] = False
             self.positions[r, 0, pad : self.context] = torch.cat((torch.arange(len(p)), torch.tensor([len(p), len(p)])))
             self.positions[r, 0, self.context :] = len(p)
-            self.seen[r, torch.as_tensor(p, dtype=torch.long)] = True
+            self.seen[r, ids] = True
         self.positions[:, 1, self.context - 1 :] = torch.arange(1, max_new + 2)  # <sop> 1, step t -> t + 2
         self.seen[:, PAD_ID] = False
         self.rows = torch.as_tensor(list(indices), dtype=torch.long)
@@ -132,7 +135,9 @@ def decode(
     param = next(model.parameters())
     batch = _Batch(prompts, max_new_tokens, param.device, indices)
     allowed = allowed_ids(config, param.device)
-    cache = KVCache(model.config, len(prompts), batch.context + max_new_tokens, param.device, param.dtype) if use_cache else None
+    cache = None
+    if use_cache:
+        cache = KVCache(model.config, len(prompts), batch.context + max_new_tokens, param.device, param.dtype)
     tok, done = ResidueTokenizer(), {}
     stop_ids = torch.tensor(STOP_IDS, device=param.device)
     length, start = batch.context, 0

@@ -45,7 +45,9 @@ def _device(model: XTrimoPGLM) -> torch.device:
 
 
 @torch.no_grad()
-def glm_token_log_probs(model: XTrimoPGLM, sequences: Sequence[np.ndarray], prefix_lengths: Sequence[int]) -> list[np.ndarray]:
+def glm_token_log_probs(
+    model: XTrimoPGLM, sequences: Sequence[np.ndarray], prefix_lengths: Sequence[int]
+) -> list[np.ndarray]:
     """Per-token log-probabilities of ``seq[p:] + <eos>`` given the bidirectional prefix ``seq[:p]``.
 
     Args:
@@ -130,7 +132,9 @@ def masked_marginals(model: XTrimoPGLM, wildtype: str, positions: Sequence[int],
     return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.padded_vocab_size), np.float32)
 
 
-def masked_marginal_scores(model: XTrimoPGLM, wildtype: str, variants: Sequence[str], batch_size: int = 16) -> list[float]:
+def masked_marginal_scores(
+    model: XTrimoPGLM, wildtype: str, variants: Sequence[str], batch_size: int = 16
+) -> list[float]:
     """Zero-shot effect of each variant: ``sum over its mutations of log p(mut) - log p(wt)`` at the masked site.
 
     Higher means more favourable than the wild type (ESM-1v masked-marginal scoring).

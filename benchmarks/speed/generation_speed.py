@@ -64,7 +64,9 @@ def hf_runner(model: torch.nn.Module, batch: int, new: int, device: torch.device
     )
 
 
-def bare_forward_ms(gen: Generator, gpt2: torch.nn.Module, batch: int, steps: int, device: torch.device) -> tuple[float, float]:
+def bare_forward_ms(
+    gen: Generator, gpt2: torch.nn.Module, batch: int, steps: int, device: torch.device
+) -> tuple[float, float]:
     """Milliseconds per step of the bare cached forward pass of each model (no sampling, no loop bookkeeping):
     the floor that any decoding loop pays, so ``step time - floor`` is the loop's own overhead."""
     from xtrimo.model.layers import KVCache
