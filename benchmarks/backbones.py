@@ -89,9 +89,14 @@ class ESMBackbone:
     cacheable = True
 
     def __init__(self, path: str, layer: int = -1, device: str = "cpu") -> None:
+        import argparse
+
         import esm
 
-        self.model, alphabet = esm.pretrained.load_model_and_alphabet_local(path)
+        # fair-esm checkpoints keep their config as an argparse.Namespace, which torch >= 2.6's weights-only
+        # unpickler refuses; allow exactly that type (fair-esm's loader calls torch.load without arguments)
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            self.model, alphabet = esm.pretrained.load_model_and_alphabet_local(path)
         self.model = self.model.to(device).eval()
         self.converter = alphabet.get_batch_converter()
         self.layer = self.model.num_layers if layer == -1 else layer

@@ -128,3 +128,27 @@ def test_token_budget_bounds_forward_batch(tiny_checkpoint: Path) -> None:
     backbone.model.forward = spy
     embed.embed_residues(backbone, ["A" * 13] * 9 + ["C" * 17] * 4, batch_tokens=60)
     assert max(seen) <= 60 and len(seen) >= 4
+
+
+def test_esm2_backbone_from_local_file(tmp_path: Path) -> None:
+    """A tiny randomly initialised ESM-2 saved in fair-esm's checkpoint layout loads through the local loader."""
+    import argparse
+
+    esm = pytest.importorskip("esm")
+    from esm.model.esm2 import ESM2
+
+    model = ESM2(num_layers=2, embed_dim=64, attention_heads=4,
+                 alphabet=esm.data.Alphabet.from_architecture("ESM-1b"), token_dropout=True)
+    state = model.state_dict()
+    cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=64, encoder_attention_heads=4, token_dropout=True)
+    path = tmp_path / "esm2_t2_tiny.pt"
+    torch.save({"model": {f"encoder.{k}": v for k, v in state.items() if not k.startswith("contact_head")},
+                "cfg": {"model": cfg}}, path)
+    torch.save({"model": {k: v for k, v in state.items() if k.startswith("contact_head")}},
+               tmp_path / "esm2_t2_tiny-contact-regression.pt")
+    backbone = build_backbone(BackboneConfig(name="esm2", esm_file=str(path)))
+    out = backbone.embed(["MKTAYIAKQRQIS", "MLSEGEWQLVLHVWAKVEA"])
+    assert [o.shape for o in out] == [(13, 64), (19, 64)] and backbone.fingerprint.startswith("esm2-")
+    np.testing.assert_allclose(out[0], backbone.embed(["MKTAYIAKQRQIS"])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="backbone.esm_file"):
+        build_backbone(BackboneConfig(name="esm2", esm_file=str(tmp_path / "missing.pt")))

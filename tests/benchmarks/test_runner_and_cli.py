@@ -124,3 +124,20 @@ def test_embed_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.Capture
     bad.write_text(">x\nMK*1\n")
     assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(bad), "-o", str(tmp_path / "e2")]) == 1
     assert f"{bad}: invalid residue '*' at position 3 of record 'x'" in capsys.readouterr().err
+
+
+def test_summary_shows_control_side_by_side_and_merges_runs(tmp_path: Path) -> None:
+    from xtrimo.benchmarks import report
+
+    def record(task: str, value: float, control: float) -> dict:
+        return {"task": task, "paper_task": 9, "category": "functionality", "metric": "spearman", "status": "ok",
+                "value": value, "std": 0.0, "baseline": 0.14, "n": {"train": 1, "valid": 1, "test": 1},
+                "control": {"status": "ok", "value": control}}
+
+    report.write_task(record("fluorescence", 0.5, 0.3), tmp_path)
+    merged = report.collect(tmp_path, [record("stability", 0.1, 0.2)])
+    assert {r["task"] for r in merged} == {"fluorescence", "stability"}
+    report.write_summary(merged, tmp_path, "t")
+    text = (tmp_path / "summary.md").read_text()
+    assert "| control |" in text and "| 0.500 | 0.000 | 0.300 | 0.14 |" in text
+    assert "beats its randomly initialised control on 1 of 2 tasks" in text
