@@ -141,3 +141,9 @@ def test_summary_shows_control_side_by_side_and_merges_runs(tmp_path: Path) -> N
     text = (tmp_path / "summary.md").read_text()
     assert "| control |" in text and "| 0.500 | 0.000 | 0.300 | 0.14 |" in text
     assert "beats its randomly initialised control on 1 of 2 tasks" in text
+
+
+def test_absent_data_is_skipped_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XTRIMO_DATA_DIR", str(tmp_path / "empty"))
+    result = run_named("fluorescence", BackboneConfig(), ProtocolConfig())
+    assert result["status"] == "skipped" and result["reason"].startswith("data not found: data set 'tape_fluorescence'")
