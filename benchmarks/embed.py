@@ -63,18 +63,20 @@ def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 1638
 
 
 def pool(per_residue: list[np.ndarray], mode: str) -> np.ndarray:
-    """``[N, H]`` (mean over residues) or ``[N, L * H]`` (flatten; all sequences must have the same length).
+    """``[N, H]`` (mean over residues) or ``[N, L_max * H]`` (flatten: position-wise features, zero-padded to the
+    longest sequence given; meant for aligned sets such as mutational scans).
 
     Raises:
-        ValueError: unknown mode, or flatten on sequences of different lengths.
+        ValueError: unknown mode.
     """
     if mode == "mean":
         return np.stack([e.mean(axis=0) if len(e) else np.zeros(e.shape[1], np.float32) for e in per_residue])
     if mode == "flatten":
-        lengths = {len(e) for e in per_residue}
-        if len(lengths) > 1:
-            raise ValueError(f"pool=flatten needs equal-length sequences, found lengths {sorted(lengths)[:5]}...")
-        return np.stack([e.reshape(-1) for e in per_residue])
+        longest, dim = max(len(e) for e in per_residue), per_residue[0].shape[1]
+        out = np.zeros((len(per_residue), longest * dim), dtype=np.float32)
+        for i, e in enumerate(per_residue):
+            out[i, : e.size] = e.reshape(-1)
+        return out
     raise ValueError(f"unknown pooling {mode!r}; valid: mean, flatten")
 
 

@@ -60,8 +60,10 @@ def test_pooling() -> None:
     per = OneHotBackbone().embed(["ACA", "WWY"])
     np.testing.assert_allclose(embed.pool(per, "mean")[0, :2], [2 / 3, 1 / 3])
     assert embed.pool(per, "flatten").shape == (2, 63)
-    with pytest.raises(ValueError, match="equal-length"):
-        embed.pool(OneHotBackbone().embed(["AC", "ACD"]), "flatten")
+    padded = embed.pool(OneHotBackbone().embed(["AC", "ACD"]), "flatten")
+    assert padded.shape == (2, 63) and padded[0, 42:].sum() == 0 and padded[1, 42:].sum() == 1
+    with pytest.raises(ValueError, match="unknown pooling"):
+        embed.pool(padded, "max")
 
 
 def test_xtrimo_embeddings_ignore_padding_and_eos(tiny_checkpoint: Path) -> None:
