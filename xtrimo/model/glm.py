@@ -132,10 +132,14 @@ class XTrimoPGLM(nn.Module):
         if position_ids is None:
             position_ids = default_position_ids(tokens, cache.length if cache is not None else 0)
         mask = attention_mask
-        if mask is None and needs_mask(division, valid, length):
+        layout = TokenLayout.from_valid(valid if cache is None and attention_mask is None else None, b, length)
+        varlen = (
+            layout.index is not None and tokens.device.type == "cpu" and not output_attentions
+            and layout.use_varlen(valid, division)
+        )
+        if mask is None and not varlen and needs_mask(division, valid, length):
             div = division if division is not None else torch.full((b,), length, device=tokens.device)
             mask = glm_attention_mask(div, valid)
-        layout = TokenLayout.from_valid(valid if cache is None and attention_mask is None else None, b, length)
         rope = self.rotary(position_ids)
 
         x = self.transformer.embedding.word_embeddings(layout.to_flat(tokens[..., None]).squeeze(-1))
