@@ -58,6 +58,7 @@ class OneHotBackbone:
             self._lut[ord(c)] = self._lut[ord(c.lower())] = i
 
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
+        """One ``[L_i, 21]`` float32 array per sequence."""
         eye = np.eye(self.dim, dtype=np.float32)
         return [eye[self._lut[np.frombuffer(s.encode("latin-1"), dtype=np.uint8)]] for s in seqs]
 
@@ -76,6 +77,7 @@ class XTrimoBackbone:
 
     @torch.no_grad()
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
+        """One ``[L_i, H]`` float32 array per sequence (the hidden state of ``layer``)."""
         tokens = self.tokenizer.batch_encode(seqs).to(self.device)
         out = self.model(tokens, return_logits=False, output_hidden_states=self.layer != -1)
         states = out["last_hidden_state"] if self.layer == -1 else out["hidden_states"][self.layer]
@@ -106,6 +108,7 @@ class ESMBackbone:
 
     @torch.no_grad()
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
+        """One ``[L_i, H]`` float32 array per sequence (representation of ``layer``)."""
         _, _, tokens = self.converter([(str(i), s) for i, s in enumerate(seqs)])
         reps = self.model(tokens.to(self.device), repr_layers=[self.layer])["representations"][self.layer]
         reps = reps.float().cpu().numpy()

@@ -113,7 +113,15 @@ def run_config(cfg: BenchConfig) -> list[dict]:
     results = []
     for task in tasks:
         print(f"[{task.name}] {cfg.backbone.name} / {cfg.protocol.name} ...", flush=True)
-        result = runner.run_task(task, cfg.backbone, cfg.protocol, cache, backbone)
+        try:
+            result = runner.run_task(task, cfg.backbone, cfg.protocol, cache, backbone)
+        except (ValueError, OSError) as exc:  # e.g. a malformed data row: the suite goes on, the exit code says so
+            if not cfg.suite:
+                raise
+            from xtrimo.train.cli import _describe
+
+            result = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
+                      "metric": task.metric, "status": "error", "reason": _describe(exc)}
         if control is not None and result["status"] == "ok":
             result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control)
         report.write_task(result, _run_dir(cfg))
@@ -156,7 +164,10 @@ def bench_main(argv: list[str] | None = None) -> int:
             merged = report.collect(run_dir, results)
             for path in report.write_summary(merged, run_dir, f"xtrimo-bench: {run_dir.name}"):
                 print(f"wrote {path}")
-        return 0
+        failed = [r["task"] for rs in by_dir.values() for r in rs if r["status"] == "error"]
+        if failed:
+            print(f"xtrimo-bench: error: {len(failed)} task(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
     except KeyboardInterrupt:
         print("xtrimo-bench: interrupted", file=sys.stderr)
         return 130

@@ -45,6 +45,7 @@ class Examples:
         return len(self.seqs)
 
     def subset(self, index: np.ndarray) -> Examples:
+        """The examples at ``index`` (in that order)."""
         pick = [int(i) for i in index]
         targets = self.targets[index] if isinstance(self.targets, np.ndarray) else [self.targets[i] for i in pick]
         seqs2 = [self.seqs2[i] for i in pick] if self.seqs2 is not None else None
@@ -116,7 +117,8 @@ def _examples_from_rows(task: TaskSpec, rows: list[dict[str, str]], path: Path) 
     if task.problem != "regression":
         y = y.astype(np.int64)
         if y.size and (y.min() < 0 or y.max() >= max(task.num_classes, 2)):
-            raise DataFormatError(f"{path}: labels must lie in [0, {max(task.num_classes, 2)}), found {y.min()}..{y.max()}")
+            n = max(task.num_classes, 2)
+            raise DataFormatError(f"{path}: labels must lie in [0, {n}), found {y.min()}..{y.max()}")
     return Examples(seqs, y, seqs2)
 
 

@@ -152,7 +152,9 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     splits = [_capped(sp, proto, seed) for sp, seed in zip([first] + [load_splits(task, s) for s in seeds[1:]], seeds)]
     backbone = backbone or build_backbone(bcfg)
     frozen = proto.name in ("probe", "mlp")  # LoRA / fine-tuning embed inside their own forward passes
-    table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens) if frozen else {}
+    table = {}
+    if frozen:
+        table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens)
     runs = []
     for seed, split in zip(seeds, splits):
         if proto.name == "probe":

@@ -147,3 +147,25 @@ def test_absent_data_is_skipped_not_failed(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("XTRIMO_DATA_DIR", str(tmp_path / "empty"))
     result = run_named("fluorescence", BackboneConfig(), ProtocolConfig())
     assert result["status"] == "skipped" and result["reason"].startswith("data not found: data set 'tape_fluorescence'")
+
+
+def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    from xtrimo.benchmarks.cli import BenchConfig, SuiteConfig, run_config
+    from xtrimo.data.registry import data_dir
+
+    with gzip.open(data_dir() / synthetic_dataset / "bad.csv.gz", "wt") as fh:
+        fh.write("sequence,target\nMKV,1.0\nMKV,2.0,3.0\n")
+    folder = tmp_path / "configs" / "bench" / "task"
+    folder.mkdir(parents=True)
+    for name, train in (("bad", "bad.csv.gz"), ("good", "train.csv.gz")):
+        (folder / f"{name}.yaml").write_text(
+            f"name: {name}\ndata:\n  dataset: {synthetic_dataset}\n  train: {train}\n"
+            "  valid: valid.csv.gz\n  test: test.csv.gz\n")
+    monkeypatch.setenv("XTRIMO_CONFIG_DIR", str(tmp_path / "configs"))
+    cfg = BenchConfig(output_dir=str(tmp_path / "out"), suite=SuiteConfig("t", ["bad", "good"]))
+    results = run_config(cfg)
+    assert [r["status"] for r in results] == ["error", "ok"]
+    assert "bad.csv.gz: row 2 (line 3) has 3 fields, expected 2" in results[0]["reason"]
