@@ -5,7 +5,6 @@ A mistyped key in a task file is an error; an unknown task name lists the valid 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,10 +88,10 @@ class TaskSpec:
 
 
 def task_dir() -> Path:
-    """``configs/bench/task`` of the source checkout (or ``$XTRIMO_CONFIG_DIR/bench/task``)."""
-    if os.environ.get("XTRIMO_CONFIG_DIR"):
-        return Path(os.environ["XTRIMO_CONFIG_DIR"]) / "bench" / "task"
-    return Path(__file__).resolve().parents[1] / "configs" / "bench" / "task"
+    """``configs/bench/task`` of the config folder the training CLI uses (``$XTRIMO_CONFIG_DIR`` when set)."""
+    from xtrimo.train.cli import config_dir
+
+    return config_dir() / "bench" / "task"
 
 
 def list_tasks() -> list[str]:
