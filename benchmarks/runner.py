@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -125,6 +125,15 @@ def unsupported(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig) -> 
     return None
 
 
+def _task_protocol(task: TaskSpec, proto: ProtocolConfig) -> ProtocolConfig:
+    """``proto`` with the task's own hyper-parameters for it (``protocol_overrides``) applied."""
+    values = dict(task.protocol_overrides.get(proto.name, {}))
+    unknown = sorted(set(values) - set(asdict(proto)))
+    if unknown:
+        raise ValueError(f"task {task.name}: protocol_overrides.{proto.name} has unknown keys {unknown}")
+    return replace(proto, **values)
+
+
 def _pool_mode(task: TaskSpec, backbone_name: str) -> str:
     if task.type in ("per_residue", "residue_pair"):
         return "none"
@@ -137,6 +146,7 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     base = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
             "type": task.type, "metric": task.metric, "backbone": bcfg.name, "protocol": proto.name,
             "baseline": task.baseline, "baseline_source": task.baseline_source, "split_note": task.split_note}
+    proto = _task_protocol(task, proto)
     reason = task.skip_reason or unsupported(task, proto, bcfg)
     if reason:
         return {**base, "status": "skipped", "reason": reason}

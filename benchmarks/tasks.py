@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 TASK_TYPES = ("per_protein", "per_residue", "residue_pair", "sequence_pair")
 PROBLEMS = ("regression", "binary", "multiclass")
@@ -70,6 +71,8 @@ class TaskSpec:
     baseline: float | None = None  # published number to compare with (one-hot / ridge row)
     baseline_source: str | None = None
     probe: ProbeSpec = field(default_factory=ProbeSpec)
+    # per-protocol hyper-parameters of this task, e.g. {lora: {lr: 8.0e-5}}; keys are ProtocolConfig fields
+    protocol_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self, source: str) -> None:
         """Raise ValueError naming ``source`` on an inconsistent spec."""

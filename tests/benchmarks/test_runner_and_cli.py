@@ -169,3 +169,15 @@ def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: 
     results = run_config(cfg)
     assert [r["status"] for r in results] == ["error", "ok"]
     assert "bad.csv.gz: row 2 (line 3) has 3 fields, expected 2" in results[0]["reason"]
+
+
+def test_task_protocol_overrides(synthetic_dataset: str) -> None:
+    from xtrimo.benchmarks.runner import _task_protocol
+
+    task = _task(synthetic_dataset)
+    task.protocol_overrides = {"mlp": {"lr": 5e-4, "epochs": 2}}
+    assert _task_protocol(task, ProtocolConfig(name="mlp")).epochs == 2
+    assert _task_protocol(task, ProtocolConfig(name="probe")) == ProtocolConfig(name="probe")
+    task.protocol_overrides = {"mlp": {"learning_rate": 1.0}}
+    with pytest.raises(ValueError, match="unknown keys \\['learning_rate'\\]"):
+        run_task(task, BackboneConfig(), ProtocolConfig(name="mlp"))
