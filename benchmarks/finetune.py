@@ -106,7 +106,8 @@ def train_backbone(mode: str, backbone: nn.Module, problem: str, out_dim: int, m
         for p in backbone.parameters():
             p.requires_grad = True
     train, valid, test = splits
-    model = PooledModel(backbone, out_dim, hidden, pair=train.seqs2 is not None)
+    device = next(backbone.parameters()).device
+    model = PooledModel(backbone, out_dim, hidden, pair=train.seqs2 is not None).to(device)
     trainable, total = count_parameters(model)
     log.info("%s: trainable parameters %s of %s (%.2f%%)", mode, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
 

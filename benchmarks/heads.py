@@ -53,7 +53,7 @@ def evaluate(predict: Callable[[list[int]], torch.Tensor], n: int, y: np.ndarray
     outs = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            out = predict(list(range(start, min(n, start + batch_size)))).float()
+            out = predict(list(range(start, min(n, start + batch_size)))).float().cpu()
             outs.append(out.squeeze(-1) if problem == "regression" else out.softmax(-1))
     scores = torch.cat(outs).numpy()
     return metrics.compute(metric, y, scores), scores
@@ -88,7 +88,8 @@ def fit(
     for epoch in range(settings.epochs):
         module.train()
         for batch in torch.randperm(len(y_train), generator=gen).split(settings.batch_size):
-            loss = criterion(predict(batch.tolist()), targets[batch])
+            out = predict(batch.tolist())
+            loss = criterion(out, targets[batch].to(out.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
