@@ -83,7 +83,9 @@ def test_unsupported_combinations_are_skipped_with_reason(synthetic_dataset: str
 
 
 def test_flip_gb1_ridge_reproduces_published(shared_data: Path) -> None:
-    for split, published in (("one_vs_rest", 0.28), ("two_vs_rest", 0.59), ("three_vs_rest", 0.76)):
+    published_ridge = {"one_vs_rest": 0.28, "two_vs_rest": 0.59, "three_vs_rest": 0.76, "low_vs_high": 0.34,
+                       "sampled": 0.82}  # FLIP (Dallago et al. 2021), GB1 table, Ridge row
+    for split, published in published_ridge.items():
         result = run_named(f"gb1_{split}", BackboneConfig(), ProtocolConfig())
         assert result["baseline"] == published
         assert abs(result["value"] - published) < 0.05, (split, result["value"])
