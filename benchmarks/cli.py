@@ -111,10 +111,12 @@ def run_config(cfg: BenchConfig) -> list[dict]:
     control_cfg = replace(cfg.backbone, name="random", control=False)
     control = build_backbone(control_cfg) if cfg.backbone.control else None
     results = []
+    memo: dict = {}  # pooled features shared across tasks, one table per backbone
+    control_memo: dict = {}
     for task in tasks:
         print(f"[{task.name}] {cfg.backbone.name} / {cfg.protocol.name} ...", flush=True)
         try:
-            result = runner.run_task(task, cfg.backbone, cfg.protocol, cache, backbone)
+            result = runner.run_task(task, cfg.backbone, cfg.protocol, cache, backbone, memo)
         except (ValueError, OSError) as exc:  # e.g. a malformed data row: the suite goes on, the exit code says so
             if not cfg.suite:
                 raise
@@ -123,7 +125,7 @@ def run_config(cfg: BenchConfig) -> list[dict]:
             result = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
                       "metric": task.metric, "status": "error", "reason": _describe(exc)}
         if control is not None and result["status"] == "ok":
-            result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control)
+            result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control, control_memo)
         report.write_task(result, _run_dir(cfg))
         print("  " + _line(result), flush=True)
         results.append(result)

@@ -44,17 +44,25 @@ class ProtocolConfig:
 
 
 def _unique_features(backbone: Backbone, splits: list[Splits], mode: str, cache_dir: str | None,
-                     batch_tokens: int) -> dict[str, np.ndarray]:
-    """Features of every distinct sequence over all seeds' splits, as a dict sequence -> row."""
+                     batch_tokens: int, memo: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Features of every distinct sequence over all seeds' splits, as a dict sequence -> row.
+
+    ``memo`` (mean pooling only) carries features across the tasks of one run for the same backbone, so the
+    five FLIP GB1 splits, which share their sequences, are embedded once.
+    """
     seqs: dict[str, None] = {}
     for s in splits:
         for ex in (s.train, s.valid, s.test):
             seqs.update(dict.fromkeys(ex.seqs))
             if ex.seqs2 is not None:
                 seqs.update(dict.fromkeys(ex.seqs2))
-    ordered = list(seqs)
-    feats = embed.features(backbone, ordered, mode, cache_dir, batch_tokens, progress=True)
-    return {s: feats[i] for i, s in enumerate(ordered)}
+    shared = memo if mode == "mean" and memo is not None else {}
+    todo = [s for s in seqs if s not in shared]
+    feats = embed.features(backbone, todo, mode, cache_dir, batch_tokens, progress=True) if todo else []
+    table = {s: feats[i] for i, s in enumerate(todo)}
+    if mode == "mean" and memo is not None:
+        memo.update(table)
+    return {s: table[s] if s in table else shared[s] for s in seqs}
 
 
 def _matrix(table: dict, ex: Examples) -> np.ndarray | list[np.ndarray]:
@@ -141,8 +149,14 @@ def _pool_mode(task: TaskSpec, backbone_name: str) -> str:
 
 
 def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_dir: str | None = None,
-             backbone: Backbone | None = None) -> dict:
-    """Evaluate ``task``; returns the result record (``status``: ok / skipped)."""
+             backbone: Backbone | None = None, memo: dict[str, np.ndarray] | None = None) -> dict:
+    """Evaluate ``task``; returns the result record (``status``: ok / skipped).
+
+    Args:
+        cache_dir: on-disk embedding cache.
+        backbone: an already built backbone for ``bcfg`` (built here when None).
+        memo: pooled features shared across the tasks of one run (same backbone only).
+    """
     base = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
             "type": task.type, "metric": task.metric, "backbone": bcfg.name, "protocol": proto.name,
             "baseline": task.baseline, "baseline_source": task.baseline_source, "split_note": task.split_note}
@@ -164,7 +178,7 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     frozen = proto.name in ("probe", "mlp")  # LoRA / fine-tuning embed inside their own forward passes
     table = {}
     if frozen:
-        table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens)
+        table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens, memo)
     runs = []
     for seed, split in zip(seeds, splits):
         if proto.name == "probe":

@@ -154,3 +154,24 @@ def test_esm2_backbone_from_local_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(out[0], backbone.embed(["MKTAYIAKQRQIS"])[0], atol=1e-5)
     with pytest.raises(ValueError, match="backbone.esm_file"):
         build_backbone(BackboneConfig(name="esm2", esm_file=str(tmp_path / "missing.pt")))
+
+
+def test_memo_shares_embeddings_across_tasks(synthetic_dataset: str, tiny_checkpoint: Path) -> None:
+    from xtrimo.benchmarks.runner import ProtocolConfig, run_task
+    from xtrimo.benchmarks.tasks import DataSpec, TaskSpec
+
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
+    calls: list[int] = []
+    original = backbone.embed
+    backbone.embed = lambda seqs: calls.append(len(seqs)) or original(seqs)
+    memo: dict = {}
+    bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    for problem, suffix in (("regression", ""), ("binary", "_cls")):  # same sequences, different labels
+        data = DataSpec(dataset=synthetic_dataset, train=f"train{suffix}.csv.gz", valid=f"valid{suffix}.csv.gz",
+                        test=f"test{suffix}.csv.gz")
+        task = TaskSpec(name=problem, problem=problem, num_classes=2, metric="spearman" if suffix == "" else "accuracy",
+                        data=data)
+        assert run_task(task, bcfg, ProtocolConfig(seeds=[0]), None, backbone, memo)["status"] == "ok"
+        if problem == "regression":
+            first = sum(calls)
+    assert first == len(memo) > 0 and sum(calls) == first  # the second task embedded nothing new
