@@ -135,3 +135,24 @@ def test_config_validation():
         ModelConfig(rope_mode="3d")
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
         ModelConfig.from_dict({"hidden_sise": 3})
+
+
+@pytest.mark.parametrize("mode", ["1d", "2d"])
+def test_varlen_attention_matches_padded(tiny_config, mode, monkeypatch):
+    """Heavily padded batches take the per-sequence attention path; it equals the padded, masked one."""
+    from xtrimo.model.layers import TokenLayout
+
+    tiny_config.rope_mode = mode
+    model = XTrimoPGLM(tiny_config).eval()
+    tokens = _rand_tokens(3, 17)
+    tokens[1, 4:] = 0
+    tokens[2, 3:] = 0
+    division = torch.tensor([9, 4, 2])  # GLM rows: bidirectional prefix, causal after
+    used = []
+    real = TokenLayout.use_varlen
+    monkeypatch.setattr(TokenLayout, "use_varlen", lambda self, v, d: used.append(real(self, v, d)) or used[-1])
+    fast = model(tokens, division=division)["logits"]
+    assert used == [True]
+    slow = model(tokens, division=division, output_attentions=True)["logits"]
+    valid = tokens != 0
+    torch.testing.assert_close(fast[valid], slow[valid], rtol=1e-5, atol=1e-5)
