@@ -109,3 +109,41 @@ def test_bad_input_one_line_errors(tmp_path, case):
     if case == "invalid_residue":
         assert "bad.fa:broken" in err[0]
     _no_broken_checkpoint(tmp_path / "run")
+
+
+def test_warmup_cosine_schedule():
+    from xtrimo.train.module import warmup_cosine
+
+    assert warmup_cosine(0, 10, 0.0, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 10, 0.0, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(50, 10, 0.5, 0.1) == pytest.approx(0.55)
+    assert warmup_cosine(99, 10, 1.0, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(99, 10, 3.0, 0.1) == pytest.approx(0.1)  # past the budget it stays at the floor
+
+
+def test_nonfinite_loss_step_is_skipped_and_counted(tmp_path, monkeypatch):
+    import xtrimo.train.module as module_mod
+    from xtrimo.train.run import train
+
+    real = module_mod.lm_loss
+    calls = {"n": 0}
+
+    def flaky(logits, labels, kinds):
+        loss, parts = real(logits, labels, kinds)
+        calls["n"] += 1
+        if torch.is_grad_enabled() and calls["n"] == 3:  # the third training batch blows up
+            loss = loss * float("nan")
+        return loss, parts
+
+    monkeypatch.setattr(module_mod, "lm_loss", flaky)
+    train_f, valid_f = write_corpus(tmp_path / "t.fa.gz", 200), write_corpus(tmp_path / "v.fa.gz", 9, seed=1)
+    cfg = compose(tiny_overrides(tmp_path, train_f, valid_f, **{"trainer.max_steps": 5, "trainer.log_every_n_steps": 1,
+                                                               "final_full_validation": "false"}))
+    train(cfg)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last" / "trainer.ckpt", weights_only=True)
+    # the skipped batch still counts as a step (Lightning steps the schedule) but nothing was updated: no gradient
+    assert state["global_step"] == 5
+    assert state["xtrimo"]["skipped_steps"] == 1 and state["xtrimo"]["batches_seen"] == 5
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert max(float(r["train/skipped_steps"]) for r in rows if r["train/skipped_steps"]) == 1
+    assert all(r["train/loss"] == "" or float(r["train/loss"]) == float(r["train/loss"]) for r in rows)  # no NaN logged

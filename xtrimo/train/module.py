@@ -21,12 +21,11 @@ from xtrimo.train.config import OptimConfig, StabilityConfig
 log = logging.getLogger(__name__)
 
 
-def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
+def warmup_cosine(step: int, warmup: int, progress: float, min_ratio: float) -> float:
+    """LR multiplier: linear warmup over ``warmup`` steps, then cosine decay to ``min_ratio`` as ``progress`` -> 1."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 class PretrainModule(L.LightningModule):
@@ -38,6 +37,7 @@ class PretrainModule(L.LightningModule):
         optim: optimizer and schedule.
         stability: step-skipping rules.
         max_steps: schedule length.
+        max_seconds: training-time budget (0: none); the cosine then ends at whichever budget runs out first.
         unigram_log_probs: ``[V]`` train-split log-frequencies for the baseline perplexity (optional).
         init_state: weights to start from (fine-tuning), or None for a fresh init.
     """
@@ -48,11 +48,13 @@ class PretrainModule(L.LightningModule):
         optim: OptimConfig,
         stability: StabilityConfig,
         max_steps: int,
+        max_seconds: float = 0.0,
         unigram_log_probs: torch.Tensor | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.model_config, self.optim, self.stability, self.max_steps = model_config, optim, stability, max_steps
+        self.max_seconds = max_seconds
         self.model: XTrimoPGLM | None = None
         self.init_state = init_state
         self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
@@ -103,7 +105,7 @@ class PretrainModule(L.LightningModule):
         if bad:
             self.skipped_steps += 1
             log.warning("step %d: skipped (%s); %d skipped so far", self.global_step, reason, self.skipped_steps)
-            self.log("train/skipped_steps", float(self.skipped_steps), rank_zero_only=True)
+            self.log("train/skipped_steps", float(self.skipped_steps))
             return None
         value = float(loss.detach())
         self.loss_ema = value if self.loss_ema is None else 0.98 * self.loss_ema + 0.02 * value
@@ -154,9 +156,21 @@ class PretrainModule(L.LightningModule):
             lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps,
         )
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, o.warmup_steps, self.max_steps, o.min_lr_ratio)
+            optimizer, lambda s: warmup_cosine(s, o.warmup_steps, self._progress(s), o.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _progress(self, step: int) -> float:
+        """Fraction of the run done after warmup: by steps, or by the time budget if that runs out sooner."""
+        warm = self.optim.warmup_steps
+        progress = (step - warm) / max(1, self.max_steps - warm)
+        if self.max_seconds and self._trainer is not None:
+            from lightning.pytorch.callbacks import Timer
+
+            timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+            if timer is not None:
+                progress = max(progress, timer.time_elapsed("train") / self.max_seconds)
+        return progress
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["xtrimo"] = {

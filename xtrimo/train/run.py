@@ -86,7 +86,8 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     # DeepSpeed clips inside its engine (deepspeed_config's gradient_clipping); Lightning clips otherwise
     clip = None if t.strategy.startswith("deepspeed") or not cfg.optim.grad_clip else cfg.optim.grad_clip
     datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
-    module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, datamodule.unigram(model_cfg.padded_vocab_size), init_state)
+    module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, t.max_minutes * 60,
+                            datamodule.unigram(model_cfg.padded_vocab_size), init_state)
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip), precision=t.precision,
