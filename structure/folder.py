@@ -1,0 +1,209 @@
+"""``Folder``: sequences -> PLM states -> folding head -> coordinates, pLDDT, pTM and PDB text.
+
+    from xtrimo.structure import Folder
+    result = Folder.from_pretrained(FOLD_DIR).fold("MKTAYIAKQR...")
+    open("pred.pdb", "w").write(result.to_pdb())
+
+A folding checkpoint is ``head.safetensors`` + ``config.yaml`` (a :class:`FoldConfig` whose ``plm_checkpoint`` names
+the frozen PLM directory, absolute or relative to the folding checkpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from xtrimo.checkpoint import CheckpointError, atomic_directory
+from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
+from xtrimo.structure.model import FoldingHead
+from xtrimo.structure.protein import ProteinStructure, sequence_to_aatype
+from xtrimo.tokenizer import ResidueTokenizer
+
+log = logging.getLogger("xtrimo.structure")
+
+LINKER = "G" * 25  # ESMFold's complex input: chains joined by a poly-G linker ...
+CHAIN_GAP = 512  # ... and a residue-index jump so the relative-position embedding sees separate chains
+
+
+@dataclass
+class FoldResult:
+    """A predicted structure with its confidence.
+
+    Attributes:
+        structure: atom37 coordinates, masks and residue numbers (linkers removed), B-factors = pLDDT.
+        plddt: ``[N_res]`` per-residue pLDDT (0-100).
+        ptm: predicted TM-score (0-1).
+        pae: ``[N_res, N_res]`` predicted aligned error in Angstrom.
+    """
+
+    structure: ProteinStructure
+    plddt: np.ndarray
+    ptm: float
+    pae: np.ndarray
+
+    @property
+    def sequence(self) -> str:
+        return self.structure.sequence
+
+    @property
+    def mean_plddt(self) -> float:
+        return float(self.plddt.mean())
+
+    def to_pdb(self) -> str:
+        return self.structure.to_pdb()
+
+
+def plm_features(
+    plm: XTrimoPGLM, sequences: list[str], with_attentions: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Frozen PLM outputs aligned to residues (the trailing ``<eos>`` dropped).
+
+    Returns:
+        states ``[B, N, num_layers + 1, H]``, attentions ``[B, num_layers * heads, N, N]`` (or None) and the residue
+        mask ``[B, N]``.
+    """
+    tokens = ResidueTokenizer().batch_encode(sequences).to(next(plm.parameters()).device)
+    n = max(len(s) for s in sequences)
+    with torch.no_grad():
+        out = plm(tokens, output_hidden_states=True, output_attentions=with_attentions, return_logits=False)
+    states = torch.stack(out["hidden_states"], dim=2)[:, :n]
+    attn = torch.cat(out["attentions"], dim=1)[:, :, :n, :n] if with_attentions else None
+    mask = torch.zeros(len(sequences), n, device=tokens.device)
+    for i, s in enumerate(sequences):
+        mask[i, : len(s)] = 1
+    return states.float(), None if attn is None else attn.float(), mask
+
+
+def split_chains(sequence: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """Join ``A:B:...`` chains for folding.
+
+    Returns:
+        the joined sequence, ``[N]`` residue index (with chain gaps), ``[N]`` chain index and ``[N]`` bool mask of
+        real (non-linker) residues.
+    """
+    chains = sequence.split(":")
+    if any(not c for c in chains):
+        raise ValueError("empty sequence" if len(chains) == 1 else f"empty chain in {sequence[:40]!r}")
+    parts, resid, chain, keep, offset = [], [], [], [], 0
+    for i, c in enumerate(chains):
+        if i:
+            parts.append(LINKER)
+            resid.extend(range(offset, offset + len(LINKER)))
+            chain.extend([i - 1] * len(LINKER))
+            keep.extend([False] * len(LINKER))
+            offset += len(LINKER) + CHAIN_GAP
+        parts.append(c)
+        resid.extend(range(offset, offset + len(c)))
+        chain.extend([i] * len(c))
+        keep.extend([True] * len(c))
+        offset += len(c)
+    return "".join(parts), np.array(resid), np.array(chain), np.array(keep)
+
+
+class Folder:
+    """Folds sequences with a frozen PLM and a trained :class:`FoldingHead`."""
+
+    def __init__(self, plm: XTrimoPGLM, head: FoldingHead) -> None:
+        self.plm = plm.eval()
+        self.head = head.eval()
+        self.cfg = head.cfg
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, plm_checkpoint: str | Path | None = None) -> Folder:
+        """Load ``path/config.yaml`` + ``path/head.safetensors`` and the PLM it names (or ``plm_checkpoint``).
+
+        Raises:
+            CheckpointError: missing files, a PLM of another shape, or head weights that do not match the config.
+        """
+        path = Path(path)
+        if not (path / FOLD_CONFIG_NAME).is_file() or not (path / FOLD_WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"{path}: not a folding checkpoint (needs {FOLD_CONFIG_NAME} and {FOLD_WEIGHTS_NAME})")
+        cfg = FoldConfig.from_file(path / FOLD_CONFIG_NAME)
+        plm_dir = Path(plm_checkpoint or cfg.plm_checkpoint)
+        if not plm_dir.is_absolute():
+            plm_dir = path / plm_dir
+        plm = XTrimoPGLM.from_pretrained(plm_dir)
+        shape = (plm.config.num_layers, plm.config.hidden_size, plm.config.num_attention_heads)
+        if shape != (cfg.plm_num_layers, cfg.plm_hidden_size, cfg.plm_num_heads):
+            raise CheckpointError(f"{plm_dir}: PLM (layers, hidden, heads) = {shape} but the head was trained on "
+                                  f"{(cfg.plm_num_layers, cfg.plm_hidden_size, cfg.plm_num_heads)}")
+        head = FoldingHead(cfg)
+        try:
+            head.load_state_dict(load_file(str(path / FOLD_WEIGHTS_NAME)), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: head weights do not match config.yaml ({str(exc).splitlines()[0]})") from None
+        return cls(plm, head)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        save_head(self.head, path)
+
+    def check_sequence(self, sequence: str, name: str = "<input>") -> str:
+        """The upper-cased sequence, or ValueError / InvalidResidueError naming ``name`` (empty, invalid, too long)."""
+        seq = sequence.strip().upper()
+        if not seq.replace(":", ""):
+            raise ValueError(f"record {name!r}: empty sequence")
+        joined = split_chains(seq)[0]
+        if len(joined) > self.cfg.max_length:
+            raise ValueError(f"record {name!r}: {len(joined)} residues (linkers included) is over the limit "
+                             f"max_length={self.cfg.max_length}")
+        ResidueTokenizer().encode(joined, name)  # InvalidResidueError names the record and position
+        return seq
+
+    @torch.no_grad()
+    def fold_batch(
+        self, sequences: list[str], names: list[str] | None = None, num_recycles: int | None = None,
+        chunk_size: int | None = None,
+    ) -> list[FoldResult]:
+        """Fold several sequences in one padded batch (``:`` separates the chains of a complex).
+
+        Raises:
+            ValueError / InvalidResidueError: an empty, invalid or too long sequence, naming the record.
+        """
+        names = names or [f"#{i}" for i in range(len(sequences))]
+        seqs = [self.check_sequence(s, n) for s, n in zip(sequences, names)]
+        parts = [split_chains(s) for s in seqs]
+        joined = [p[0] for p in parts]
+        states, attn, mask = plm_features(self.plm, joined, self.cfg.use_attention_maps)
+        n = mask.shape[1]
+        aatype = torch.zeros(len(seqs), n, dtype=torch.long)
+        resid = torch.zeros(len(seqs), n, dtype=torch.long)
+        for i, (s, r, _, _) in enumerate(parts):
+            aatype[i, : len(s)] = torch.from_numpy(sequence_to_aatype(s))
+            resid[i, : len(s)] = torch.from_numpy(r)
+        dev = mask.device
+        out = self.head(states, attn, aatype.to(dev), resid.to(dev), mask, num_recycles, chunk_size)
+        return [self._result(out, i, parts[i]) for i in range(len(seqs))]
+
+    def fold(self, sequence: str, num_recycles: int | None = None, chunk_size: int | None = None) -> FoldResult:
+        """Fold one sequence (chains of a complex separated by ``:``)."""
+        return self.fold_batch([sequence], None, num_recycles, chunk_size)[0]
+
+    def _result(self, out: dict[str, torch.Tensor], i: int, part: tuple) -> FoldResult:
+        seq, resid, chain, keep = part
+        n = len(seq)
+        pos = out["atom37_positions"][i, :n].cpu().numpy()[keep]
+        mask = out["atom37_atom_exists"][i, :n].cpu().numpy()[keep]
+        plddt = out["plddt"][i, :n].cpu().numpy()[keep]
+        pae = out["predicted_aligned_error"][i, :n, :n].cpu().numpy()[np.ix_(keep, keep)]
+        chain = chain[keep]
+        starts = np.searchsorted(chain, chain)  # residue numbers restart at 1 in every chain
+        structure = ProteinStructure(
+            aatype=sequence_to_aatype(seq)[keep], atom_positions=pos, atom_mask=mask,
+            residue_index=np.arange(len(chain)) - starts + 1, chain_index=chain,
+            b_factors=np.repeat(plddt[:, None], 37, axis=1) * mask,
+        )
+        return FoldResult(structure=structure, plddt=plddt, ptm=float(out["ptm"][i]), pae=pae)
+
+
+def save_head(head: FoldingHead, path: str | Path) -> None:
+    """Write ``head.safetensors`` + ``config.yaml`` atomically (the PLM is not copied, only named)."""
+    with atomic_directory(path) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
+        save_file(state, str(tmp / FOLD_WEIGHTS_NAME), metadata={"format": "pt", "xtrimo": "fold-head-1"})
+        head.cfg.save(tmp / FOLD_CONFIG_NAME)

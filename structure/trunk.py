@@ -1,0 +1,111 @@
+"""The folding trunk: ESMFold's triangular blocks with recycling, then OpenFold's structure module.
+
+The blocks, relative-position embedding and structure module are transformers' pure-PyTorch port of ESMFold /
+OpenFold (``transformers.models.esm.modeling_esmfold``); this module wires them to :class:`FoldConfig`, chooses the
+chunk size from the length and exposes recycling explicitly (Lin et al. 2023, ESMFold, Methods "Folding trunk").
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from transformers.models.esm.configuration_esm import StructureModuleConfig, TrunkConfig
+from transformers.models.esm.modeling_esmfold import (
+    EsmFoldingTrunk,
+    EsmFoldRelativePosition,
+    EsmFoldStructureModule,
+    EsmFoldTriangularSelfAttentionBlock,
+)
+
+from xtrimo.structure.config import FoldConfig, auto_chunk_size
+
+RECYCLE_BINS = 15  # AlphaFold 2 recycling distogram: 15 bins from 3.375 to 21.375 A (suppl. 1.10)
+
+
+def trunk_config(cfg: FoldConfig) -> TrunkConfig:
+    """transformers' ``TrunkConfig`` equivalent of ``cfg`` (the peer benchmark builds EsmFoldingTrunk from it)."""
+    sm = StructureModuleConfig(
+        sequence_dim=cfg.c_s_sm, pairwise_dim=cfg.c_z_sm, ipa_dim=cfg.c_ipa, resnet_dim=cfg.c_resnet,
+        num_heads_ipa=cfg.no_heads_ipa, num_qk_points=cfg.no_qk_points, num_v_points=cfg.no_v_points,
+        dropout_rate=cfg.dropout, num_blocks=cfg.no_blocks_sm,
+    )
+    return TrunkConfig(
+        num_blocks=cfg.num_blocks, sequence_state_dim=cfg.c_s, pairwise_state_dim=cfg.c_z,
+        sequence_head_width=cfg.sequence_head_width, pairwise_head_width=cfg.pairwise_head_width,
+        position_bins=cfg.position_bins, dropout=cfg.dropout, max_recycles=cfg.max_recycles,
+        chunk_size=cfg.chunk_size, structure_module=sm.to_dict(),
+    )
+
+
+class FoldingTrunk(nn.Module):
+    """Single / pair states -> recycled trunk -> backbone frames, torsions and atom14 coordinates."""
+
+    def __init__(self, cfg: FoldConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        tc = trunk_config(cfg)
+        self.pairwise_positional_embedding = EsmFoldRelativePosition(tc)
+        self.blocks = nn.ModuleList([EsmFoldTriangularSelfAttentionBlock(tc) for _ in range(cfg.num_blocks)])
+        self.recycle_s_norm = nn.LayerNorm(cfg.c_s)
+        self.recycle_z_norm = nn.LayerNorm(cfg.c_z)
+        self.recycle_disto = nn.Embedding(RECYCLE_BINS, cfg.c_z)
+        with torch.no_grad():
+            self.recycle_disto.weight[0].zero_()
+        self.structure_module = EsmFoldStructureModule(tc.structure_module)
+        self.trunk2sm_s = nn.Linear(cfg.c_s, cfg.c_s_sm)
+        self.trunk2sm_z = nn.Linear(cfg.c_z, cfg.c_z_sm)
+
+    def forward(
+        self,
+        s_s_0: torch.Tensor,
+        s_z_0: torch.Tensor,
+        aatype: torch.Tensor,
+        residue_index: torch.Tensor,
+        mask: torch.Tensor,
+        num_recycles: int | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Run the trunk.
+
+        Args:
+            s_s_0: ``[B, N_res, c_s]`` initial single state.
+            s_z_0: ``[B, N_res, N_res, c_z]`` initial pair state.
+            aatype: ``[B, N_res]`` AlphaFold residue types (0-19, 20 = X).
+            residue_index: ``[B, N_res]`` long residue numbers (gaps between chains of a complex).
+            mask: ``[B, N_res]`` 1 on residues, 0 on padding.
+            num_recycles: extra passes (default ``cfg.max_recycles``); only the last one gets gradients.
+            chunk_size: axial-attention chunk; default ``cfg.chunk_size`` or :func:`auto_chunk_size`.
+
+        Returns:
+            the structure module's outputs (``frames`` ``[no_blocks_sm, B, N_res, 7]``, ``positions``
+            ``[no_blocks_sm, B, N_res, 14, 3]``, ``angles``, ``unnormalized_angles``, ``states``, ``single``) plus
+            the final trunk states ``s_s`` and ``s_z``.
+        """
+        recycles = self.cfg.max_recycles if num_recycles is None else num_recycles
+        if recycles < 0:
+            raise ValueError(f"num_recycles must be >= 0, got {recycles}")
+        chunk = chunk_size or self.cfg.chunk_size or auto_chunk_size(s_s_0.shape[1], self.cfg.c_z)
+        mask_f = mask.to(s_s_0.dtype)
+        recycle_s = torch.zeros_like(s_s_0)
+        recycle_z = torch.zeros_like(s_z_0)
+        bins = torch.zeros(s_z_0.shape[:-1], dtype=torch.long, device=s_z_0.device)
+        for i in range(recycles + 1):
+            last = i == recycles
+            with contextlib.nullcontext() if last else torch.no_grad():
+                rs = self.recycle_s_norm(recycle_s.detach())
+                rz = self.recycle_z_norm(recycle_z.detach()) + self.recycle_disto(bins)
+                s = s_s_0 + rs
+                z = s_z_0 + rz + self.pairwise_positional_embedding(residue_index, mask=mask)
+                for block in self.blocks:
+                    s, z = block(s, z, mask=mask_f, chunk_size=chunk)
+                structure = self.structure_module(
+                    {"single": self.trunk2sm_s(s), "pair": self.trunk2sm_z(z)}, aatype, mask_f
+                )
+                recycle_s, recycle_z = s, z
+                if not last:
+                    bins = EsmFoldingTrunk.distogram(structure["positions"][-1][:, :, :3], 3.375, 21.375, RECYCLE_BINS)
+        structure["s_s"] = s
+        structure["s_z"] = z
+        return structure
