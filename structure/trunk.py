@@ -8,6 +8,7 @@ chunk size from the length and exposes recycling explicitly (Lin et al. 2023, ES
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import nn
@@ -18,6 +19,8 @@ from transformers.models.esm.modeling_esmfold import (
     EsmFoldStructureModule,
     EsmFoldTriangularSelfAttentionBlock,
 )
+
+from transformers.models.esm.modeling_esmfold import EsmFoldInvariantPointAttention, EsmFoldLinear
 
 from xtrimo.structure.config import FoldConfig, auto_chunk_size
 
@@ -56,6 +59,42 @@ class FoldingTrunk(nn.Module):
         self.structure_module = EsmFoldStructureModule(tc.structure_module)
         self.trunk2sm_s = nn.Linear(cfg.c_s, cfg.c_s_sm)
         self.trunk2sm_z = nn.Linear(cfg.c_z, cfg.c_z_sm)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """AlphaFold 2 initialisation (suppl. 1.11.4), as transformers' ``EsmFoldPreTrainedModel._init_weights``.
+
+        Residual outputs and the backbone update start at zero, so a fresh trunk is the identity and a fresh
+        structure module leaves every frame at the origin; IPA head weights start at softplus^-1(1). transformers
+        applies this in ``post_init``, which bare modules never call.
+        """
+        for m in self.modules():
+            if isinstance(m, EsmFoldLinear) and m.init_fn is not None:
+                m.init_fn(m.weight, m.bias)
+            elif isinstance(m, EsmFoldLinear):
+                fan_in = max(1, m.weight.shape[1])
+                if m.init in ("default", "relu"):
+                    nn.init.normal_(m.weight, std=math.sqrt((2.0 if m.init == "relu" else 1.0) / fan_in))
+                elif m.init == "glorot":
+                    nn.init.xavier_uniform_(m.weight)
+                elif m.init == "gating":
+                    nn.init.zeros_(m.weight)
+                    if m.bias is not None:
+                        nn.init.ones_(m.bias)
+                elif m.init == "normal":
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="linear")
+                elif m.init == "final":
+                    nn.init.zeros_(m.weight)
+            elif isinstance(m, EsmFoldInvariantPointAttention):
+                nn.init.constant_(m.head_weights, 0.541324854612918)
+            elif isinstance(m, EsmFoldTriangularSelfAttentionBlock):
+                for lin in (m.tri_mul_in.linear_z, m.tri_mul_out.linear_z, m.tri_att_start.mha.linear_o,
+                            m.tri_att_end.mha.linear_o, m.sequence_to_pair.o_proj, m.seq_attention.o_proj,
+                            m.mlp_seq.mlp[-2], m.mlp_pair.mlp[-2], m.pair_to_sequence.linear):
+                    nn.init.zeros_(lin.weight)
+                    if lin.bias is not None:
+                        nn.init.zeros_(lin.bias)
 
     def forward(
         self,

@@ -1,0 +1,170 @@
+"""``xtrimo-fold`` and ``xtrimo-fold-eval``: batch folding from FASTA and scoring against reference structures.
+
+    xtrimo-fold -i seqs.fasta -o preds/ --checkpoint FOLD_DIR [--num-recycles 4] [--chunk-size 64]
+                [--max-tokens-per-batch 1024]
+      -> preds/<id>.pdb (all heavy atoms, pLDDT in the B-factor column) and preds/summary.csv
+    xtrimo-fold-eval --pred preds/ --ref refs/ -o eval.csv
+      -> TM-score (TM-align), GDT-TS, lDDT-CA and CA RMSD per target, then the means
+
+Chains of a complex are separated by ':' in the FASTA sequence. A bad record (empty, invalid residue, too long) is
+reported in summary.csv with its reason and the others are folded; the exit code is 1 when any record failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from xtrimo.checkpoint import CheckpointError
+from xtrimo.data.fasta import FastaError
+from xtrimo.tokenizer import InvalidResidueError
+
+_KNOWN = (ValueError, FileNotFoundError, CheckpointError, FastaError, InvalidResidueError, KeyError)
+SUMMARY_FIELDS = ("id", "length", "mean_plddt", "ptm", "seconds", "status")
+
+
+def _fold_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xtrimo-fold", description="Predict structures for the sequences of a FASTA file.")
+    p.add_argument("-i", "--input", required=True, help="FASTA file (':' separates the chains of a complex)")
+    p.add_argument("-o", "--output", required=True, help="output folder for <id>.pdb and summary.csv")
+    p.add_argument("--checkpoint", required=True, help="folding checkpoint (head.safetensors + config.yaml)")
+    p.add_argument("--plm-checkpoint", default=None, help="override the PLM directory named by the checkpoint")
+    p.add_argument("--num-recycles", type=int, default=None, help="recycles (default: the checkpoint's max_recycles)")
+    p.add_argument("--chunk-size", type=int, default=None, help="axial-attention chunk (default: chosen from length)")
+    p.add_argument("--max-tokens-per-batch", type=int, default=1024, help="residues per batch, padding included")
+    return p
+
+
+def safe_name(name: str) -> str:
+    """File name for a FASTA id: its first word with characters other than ``[A-Za-z0-9._-]`` replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name.split()[0] if name.split() else "unnamed")
+
+
+def read_records(path: Path) -> list[tuple[str, str]]:
+    """``(file-safe id, sequence)`` of every FASTA record, empty ones included (they are reported, not fatal).
+
+    Raises:
+        FastaError: a missing or undecodable file, or sequence data before the first header.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FastaError(f"{path}: unreadable FASTA ({type(exc).__name__}: {exc})") from None
+    records: list[tuple[str, list[str]]] = []
+    for lineno, line in enumerate(lines, start=1):
+        line = line.strip()
+        if line.startswith(">"):
+            records.append((safe_name(line[1:]) or f"record_line{lineno}", []))
+        elif line and not line.startswith(";"):
+            if not records:
+                raise FastaError(f"{path}:{lineno}: sequence data before the first '>' header")
+            records[-1][1].append(line.replace(" ", ""))
+    return [(name, "".join(chunks).rstrip("*")) for name, chunks in records]
+
+
+def batches(records: list[tuple[str, str]], max_tokens: int) -> list[list[tuple[str, str]]]:
+    """Group records sorted by length so that ``batch size x longest <= max_tokens`` (a longer one goes alone)."""
+    out: list[list[tuple[str, str]]] = []
+    for rec in sorted(records, key=lambda r: len(r[1])):
+        if out and (len(out[-1]) + 1) * len(rec[1]) <= max_tokens:
+            out[-1].append(rec)
+        else:
+            out.append([rec])
+    return out
+
+
+def _run_fold(args: argparse.Namespace) -> int:
+    from xtrimo.structure.folder import Folder
+
+    if args.max_tokens_per_batch < 1:
+        raise ValueError("--max-tokens-per-batch must be positive")
+    records = read_records(Path(args.input))
+    if not records:
+        raise ValueError(f"{args.input}: no FASTA records")
+    folder = Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, object]] = {}
+    good = []
+    for name, seq in records:
+        try:
+            folder.check_sequence(seq, name)
+            good.append((name, seq))
+        except (ValueError, InvalidResidueError) as exc:
+            rows[name] = {"id": name, "length": len(seq), "status": f"error: {exc}"}
+    for batch in batches(good, args.max_tokens_per_batch):
+        t0 = time.time()
+        try:
+            results = folder.fold_batch([s for _, s in batch], [n for n, _ in batch], args.num_recycles, args.chunk_size)
+        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: report, keep going
+            for name, seq in batch:
+                rows[name] = {"id": name, "length": len(seq), "status": f"error: {str(exc).splitlines()[0]}"}
+            continue
+        seconds = (time.time() - t0) / len(batch)
+        for (name, seq), res in zip(batch, results):
+            (out / f"{name}.pdb").write_text(res.to_pdb())
+            rows[name] = {"id": name, "length": len(res.sequence), "mean_plddt": f"{res.mean_plddt:.2f}",
+                          "ptm": f"{res.ptm:.4f}", "seconds": f"{seconds:.2f}", "status": "ok"}
+            print(f"{name}\tlength {len(res.sequence)}\tpLDDT {res.mean_plddt:.1f}\tpTM {res.ptm:.3f}", file=sys.stderr)
+    with (out / "summary.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+        w.writeheader()
+        for name, _ in records:
+            w.writerow(rows[name])
+    failed = sum(1 for r in rows.values() if r["status"] != "ok")
+    print(f"xtrimo-fold: {len(records) - failed}/{len(records)} folded -> {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from xtrimo.structure.evaluate import METRICS, evaluate_dirs, mean_row, write_csv
+
+    rows = evaluate_dirs(Path(args.pred), Path(args.ref))
+    mean = mean_row(rows)
+    write_csv(rows + [mean], Path(args.output))
+    print("\t".join(["id", *METRICS]))
+    for r in rows + [mean]:
+        print("\t".join([str(r["id"])] + [f"{r[m]:.4f}" for m in METRICS]) + ("" if r["status"] == "ok" or r is mean
+                                                                          else f"\t{r['status']}"))
+    return 0 if all(r["status"] == "ok" for r in rows) else 1
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xtrimo-fold-eval", description="Score predicted structures against references.")
+    p.add_argument("--pred", required=True, help="folder of predicted <id>.pdb")
+    p.add_argument("--ref", required=True, help="folder of reference <id>.pdb / .cif")
+    p.add_argument("-o", "--output", required=True, help="CSV of per-target metrics and their means")
+    return p
+
+
+def _main(prog: str, parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except _KNOWN as exc:
+        if os.environ.get("XTRIMO_DEBUG"):
+            raise
+        print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def fold_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-fold``."""
+    return _main("xtrimo-fold", _fold_parser(), _run_fold, argv)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``xtrimo-fold-eval``."""
+    return _main("xtrimo-fold-eval", _eval_parser(), _run_eval, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(fold_main())

@@ -1,0 +1,82 @@
+"""xtrimo-fold / xtrimo-fold-eval smoke runs: bad records reported, metrics files written, one-line errors."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from xtrimo.structure.cli import batches, eval_main, fold_main
+
+
+def _fasta(path: Path) -> Path:
+    path.write_text(">good1 first\nMKTAYIAKQRQISFVKSHF\n>empty\n\n>bad\nMKT1AYI\n>good2\nGSHMLEDPVAGAAKL\n"
+                    ">cplx\nMKTAYIAKQR:GSHMLEDP\n")
+    return path
+
+
+def test_fold_reports_bad_records_and_folds_the_others(fold_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "preds"
+    rc = fold_main(["-i", str(_fasta(tmp_path / "in.fasta")), "-o", str(out), "--checkpoint", str(fold_dir),
+                    "--num-recycles", "0", "--max-tokens-per-batch", "40"])
+    assert rc == 1  # some records failed
+    rows = {r["id"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert list(rows) == ["good1", "empty", "bad", "good2", "cplx"]
+    assert rows["good1"]["status"] == "ok" and rows["good1"]["length"] == "19"
+    assert 0 <= float(rows["good1"]["mean_plddt"]) <= 100 and 0 < float(rows["good1"]["ptm"]) < 1
+    assert "empty sequence" in rows["empty"]["status"]
+    assert "invalid residue '1' at position 4 of record 'bad'" in rows["bad"]["status"]
+    assert sorted(p.name for p in out.glob("*.pdb")) == ["cplx.pdb", "good1.pdb", "good2.pdb"]
+    assert rows["cplx"]["length"] == "18"
+
+
+def test_eval_writes_metrics_and_means(fold_dir: Path, tmp_path: Path, shared_data: Path) -> None:
+    import shutil
+
+    ref_dir, pred_dir = tmp_path / "refs", tmp_path / "preds"
+    ref_dir.mkdir()
+    src = shared_data / "structures_pfam_domains" / "pdb"
+    for name in ("PF00327_1BXY_A.pdb", "PF00542_1CTF_A.pdb"):
+        shutil.copy(src / name, ref_dir / name)  # a temporary copy for the test, not in the repository
+    from xtrimo.structure import read_structure
+
+    fasta = tmp_path / "refs.fasta"
+    fasta.write_text("".join(f">{p.stem}\n{read_structure(p).sequence}\n" for p in sorted(ref_dir.iterdir())))
+    assert fold_main(["-i", str(fasta), "-o", str(pred_dir), "--checkpoint", str(fold_dir), "--num-recycles", "0"]) == 0
+    assert eval_main(["--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "eval.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "eval.csv").open()))
+    assert [r["id"] for r in rows] == ["PF00327_1BXY_A", "PF00542_1CTF_A", "mean"]
+    for r in rows:
+        assert 0 < float(r["tm_score"]) <= 1 and 0 <= float(r["lddt_ca"]) <= 1 and float(r["rmsd"]) > 0
+    # a reference compared with itself scores perfectly
+    assert eval_main(["--pred", str(ref_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "self.csv")]) == 0
+    mean = list(csv.DictReader((tmp_path / "self.csv").open()))[-1]
+    assert float(mean["tm_score"]) == pytest.approx(1.0) and float(mean["gdt_ts"]) == 1.0
+
+
+def test_eval_unreadable_pdb_is_reported_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "r").mkdir()
+    (tmp_path / "p" / "x.pdb").write_text("garbage\n")
+    (tmp_path / "r" / "x.pdb").write_text("garbage\n")
+    assert eval_main(["--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
+    row = next(csv.DictReader((tmp_path / "e.csv").open()))
+    assert "x.pdb" in row["status"] and "not a readable" in row["status"]
+    assert eval_main(["--pred", str(tmp_path / "none"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fasta = tmp_path / "a.fasta"
+    fasta.write_text(">a\nMKT\n")
+    assert fold_main(["-i", str(fasta), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "nope")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-fold: error:") and "not a folding checkpoint" in err and "\n" not in err
+
+
+def test_token_budget_batches() -> None:
+    recs = [("a", "A" * 10), ("b", "A" * 30), ("c", "A" * 12), ("d", "A" * 100)]
+    groups = batches(recs, 40)
+    assert [[n for n, _ in g] for g in groups] == [["a", "c"], ["b"], ["d"]]
