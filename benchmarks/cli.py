@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xtrimo.benchmarks.backbones import BackboneConfig
+from xtrimo.cli_utils import describe, one_line, run_command
 from xtrimo.benchmarks.runner import ProtocolConfig
 from xtrimo.benchmarks.tasks import TaskSpec, list_tasks
 
@@ -65,8 +65,6 @@ def compose(overrides: list[str]) -> BenchConfig:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from xtrimo.train.cli import _one_line
-
     for value in (o.split("=", 1)[1] for o in overrides if o.startswith("task=")):
         if value not in list_tasks():
             raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(list_tasks())}")
@@ -76,7 +74,7 @@ def compose(overrides: list[str]) -> BenchConfig:
             cfg = hydra_compose(config_name="bench", overrides=overrides)
         return OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(_one_line(exc)) from None
+        raise ValueError(one_line(exc)) from None
 
 
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
@@ -120,10 +118,8 @@ def run_config(cfg: BenchConfig) -> list[dict]:
         except (ValueError, OSError) as exc:  # e.g. a malformed data row: the suite goes on, the exit code says so
             if not cfg.suite:
                 raise
-            from xtrimo.train.cli import _describe
-
             result = {"task": task.name, "title": task.title, "paper_task": task.paper_task, "category": task.category,
-                      "metric": task.metric, "status": "error", "reason": _describe(exc)}
+                      "metric": task.metric, "status": "error", "reason": describe(exc)}
         if control is not None and result["status"] == "ok":
             result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control, control_memo)
         report.write_task(result, _run_dir(cfg))
@@ -153,7 +149,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         return 0
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
-    try:
+
+    def body() -> int:
         from xtrimo.benchmarks import report
 
         combos = expand_sweeps(overrides) if multirun else [overrides]
@@ -170,16 +167,8 @@ def bench_main(argv: list[str] | None = None) -> int:
         if failed:
             print(f"xtrimo-bench: error: {len(failed)} task(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1 if failed else 0
-    except KeyboardInterrupt:
-        print("xtrimo-bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        from xtrimo.train.cli import _describe
 
-        print(f"xtrimo-bench: error: {_describe(exc)}", file=sys.stderr)
-        return 1
+    return run_command("xtrimo-bench", body)
 
 
 def _embed_parser() -> argparse.ArgumentParser:
@@ -203,7 +192,8 @@ def embed_main(argv: list[str] | None = None) -> int:
     from xtrimo.tokenizer import InvalidResidueError
 
     args = _embed_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         from xtrimo.benchmarks.backbones import build_backbone
         from xtrimo.benchmarks.embed import stream_embeddings
         from xtrimo.data.fasta import read_fasta
@@ -212,24 +202,16 @@ def embed_main(argv: list[str] | None = None) -> int:
                              layer=args.layer, device=args.device, batch_tokens=args.batch_tokens)
         backbone = build_backbone(cfg)
         records = ((r.name, r.sequence) for r in read_fasta(args.input))
-        stats = stream_embeddings(backbone, records, args.output, "mean" if args.pool == "mean" else "none",
-                                  args.batch_tokens, args.shard_residues, args.max_length)
+        try:
+            stats = stream_embeddings(backbone, records, args.output, "mean" if args.pool == "mean" else "none",
+                                      args.batch_tokens, args.shard_residues, args.max_length)
+        except InvalidResidueError as exc:
+            raise InvalidResidueError(f"{args.input}: {exc}") from None
         print(f"wrote {stats['records']} embeddings ({stats['residues']} residues) in {stats['shards']} shard(s) "
               f"to {args.output}")
         return 0
-    except InvalidResidueError as exc:
-        print(f"xtrimo-embed: error: {args.input}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("xtrimo-embed: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        from xtrimo.train.cli import _describe
 
-        print(f"xtrimo-embed: error: {_describe(exc)}", file=sys.stderr)
-        return 1
+    return run_command("xtrimo-embed", body)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from xtrimo.checkpoint import CheckpointError
-from xtrimo.data.fasta import FastaError, read_fasta, write_fasta
-from xtrimo.tokenizer import InvalidResidueError
+from xtrimo.cli_utils import run_command
+from xtrimo.data.fasta import read_fasta, write_fasta
 
-_KNOWN = (ValueError, FileNotFoundError, CheckpointError, FastaError, InvalidResidueError, KeyError)
 
 
 def _generate_parser() -> argparse.ArgumentParser:
@@ -147,18 +145,7 @@ def _main(
     prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], None], argv: list[str] | None
 ) -> int:
     args = parser.parse_args(argv)
-    try:
-        run(args)
-        return 0
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except _KNOWN as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"{prog}: error: {text}", file=sys.stderr)
-        return 1
+    return run_command(prog, lambda: run(args))
 
 
 def generate_main(argv: list[str] | None = None) -> int:

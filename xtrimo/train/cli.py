@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from xtrimo.cli_utils import one_line, run_command
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
@@ -49,15 +50,7 @@ def compose(overrides: list[str], config_name: str = "train") -> TrainConfig:
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
         return OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(_one_line(exc)) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith(("object_type", "Set the environment"))]
-    msg = "; ".join(dict.fromkeys(lines))
-    if isinstance(exc.__cause__, BaseException) and str(exc.__cause__) not in msg:
-        msg += f" ({_one_line(exc.__cause__)})"
-    return msg
+        raise ValueError(one_line(exc)) from None
 
 
 TASK_GROUP = "xtrimo.train_tasks"
@@ -90,36 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configs: {config_dir()}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
+
+    def body() -> int:
         cfg = compose(argv)
         if cfg.dry_run:
             from xtrimo.train.run import dry_run
 
             dry_run(cfg)
-            return 0
-        from xtrimo.train.run import train
+        else:
+            from xtrimo.train.run import train
 
-        train(cfg)
+            train(cfg)
         return 0
-    except KeyboardInterrupt:
-        print("xtrimo-train: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # one line for the user; XTRIMO_DEBUG=1 shows the traceback
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        print(f"xtrimo-train: error: {_describe(exc)}", file=sys.stderr)
-        return 1
 
-
-def _describe(exc: BaseException) -> str:
-    from xtrimo.data.fasta import FastaError
-    from xtrimo.tokenizer import InvalidResidueError
-
-    known = (ValueError, FileNotFoundError, KeyError, FastaError, InvalidResidueError, RuntimeError)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, KeyError):
-        text = text.strip("\"'")
-    return text if isinstance(exc, known) else f"{type(exc).__name__}: {text}"
+    return run_command("xtrimo-train", body)
 
 
 if __name__ == "__main__":

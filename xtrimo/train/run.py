@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 
 from xtrimo.checkpoint import CheckpointError, load_model
 from xtrimo.config import ModelConfig
