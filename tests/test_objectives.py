@@ -66,3 +66,11 @@ def test_loss_breakdown():
     torch.testing.assert_close(loss, ref)
     assert parts["mlm_tokens"] == 1 and parts["glm_tokens"] == 2
     torch.testing.assert_close(parts["mlm_nll"] + parts["glm_nll"], ref * 3)
+
+
+def test_glm_full_span_share():
+    rng = np.random.default_rng(2)
+    residues = np.arange(1, 28)[:25]
+    empty = [build_glm_sample(residues, rng, 0.2, full_span_prob=0.3).division == 1 for _ in range(2000)]
+    # division 1: only <gmask> precedes the span; the uniform draw of g in [5, 25] adds 0.7 / 21
+    assert np.mean(empty) == pytest.approx(0.3 + 0.7 / 21, abs=0.03)

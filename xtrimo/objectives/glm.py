@@ -34,10 +34,19 @@ def glm_layout(prefix: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.n
     return input_ids, labels, np.stack((absolute, block)), p + 1
 
 
-def build_glm_sample(residues: np.ndarray, rng: np.random.Generator, min_gmask_ratio: float = 0.2) -> Sample:
-    """Build one GLM sample from residue ids ``[L]`` (no special tokens)."""
+def build_glm_sample(
+    residues: np.ndarray, rng: np.random.Generator, min_gmask_ratio: float = 0.2, full_span_prob: float = 0.0
+) -> Sample:
+    """Build one GLM sample from residue ids ``[L]`` (no special tokens).
+
+    With probability ``full_span_prob`` the whole sequence is generated from an empty prefix (pure causal LM,
+    the de novo generation case, which the uniform span draw reaches only with chance ~1/((1-ratio)L)).
+    """
     length = len(residues)
-    g = int(rng.integers(max(1, math.ceil(min_gmask_ratio * length)), length + 1))
+    if full_span_prob > 0 and rng.random() < full_span_prob:
+        g = length
+    else:
+        g = int(rng.integers(max(1, math.ceil(min_gmask_ratio * length)), length + 1))
     target = np.append(residues[length - g :], EOS_ID)
     input_ids, labels, position_ids, division = glm_layout(residues[: length - g], target)
     return Sample(input_ids, labels, position_ids, division, kind=GLM)

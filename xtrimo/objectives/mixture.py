@@ -25,9 +25,10 @@ class ObjectiveConfig:
     replace_mask: float = 0.8
     replace_random: float = 0.1
     min_gmask_ratio: float = 0.2
+    full_span_prob: float = 0.0  # share of GLM samples generated whole from an empty prefix
 
     def __post_init__(self) -> None:
-        for key in ("glm_prob", "mask_prob", "replace_mask", "replace_random", "min_gmask_ratio"):
+        for key in ("glm_prob", "mask_prob", "replace_mask", "replace_random", "min_gmask_ratio", "full_span_prob"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"objective.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.replace_mask + self.replace_random > 1.0:
@@ -43,7 +44,7 @@ def build_sample(residues: np.ndarray, rng: np.random.Generator, cfg: ObjectiveC
     if kind == MLM:
         return build_mlm_sample(residues, rng, cfg.mask_prob, cfg.replace_mask, cfg.replace_random)
     if kind == GLM:
-        return build_glm_sample(residues, rng, cfg.min_gmask_ratio)
+        return build_glm_sample(residues, rng, cfg.min_gmask_ratio, cfg.full_span_prob)
     raise ValueError(f"unknown objective kind {kind}")
 
 
