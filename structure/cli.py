@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from xtrimo.checkpoint import CheckpointError
 from xtrimo.data.fasta import FastaError
 from xtrimo.tokenizer import InvalidResidueError
-
-_KNOWN = (ValueError, FileNotFoundError, CheckpointError, FastaError, InvalidResidueError, KeyError)
 SUMMARY_FIELDS = ("id", "length", "mean_plddt", "ptm", "seconds", "status")
 
 
@@ -143,17 +139,10 @@ def _eval_parser() -> argparse.ArgumentParser:
 
 
 def _main(prog: str, parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
+    from xtrimo.cli_utils import run_command
+
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except _KNOWN as exc:
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 1
+    return run_command(prog, lambda: run(args))
 
 
 def fold_main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -87,7 +86,7 @@ def compose(overrides: list[str]) -> FoldTrainConfig:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from xtrimo.train.cli import _one_line
+    from xtrimo.cli_utils import one_line
 
     ConfigStore.instance().store(name="fold_schema", node=FoldTrainConfig)
     try:
@@ -95,7 +94,7 @@ def compose(overrides: list[str]) -> FoldTrainConfig:
             cfg = hydra_compose(config_name="fold", overrides=overrides)
         out = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(_one_line(exc)) from None
+        raise ValueError(one_line(exc)) from None
     if out.plm.checkpoint == "???":
         raise ValueError("plm.checkpoint is required (the frozen PLM directory)")
     return out
@@ -192,17 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configs: {config_dir()}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = train(compose(argv))
-    except KeyboardInterrupt:
-        print("xtrimo-train: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("XTRIMO_DEBUG"):
-            raise
-        from xtrimo.train.cli import _describe
+    from xtrimo.cli_utils import run_command
 
-        print(f"xtrimo-train: error: {_describe(exc)}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary, indent=2))
-    return 0
+    def body() -> int:
+        print(json.dumps(train(compose(argv)), indent=2))
+        return 0
+
+    return run_command("xtrimo-train", body)
