@@ -110,9 +110,10 @@ class FoldingHead(nn.Module):
         out["lddt_logits"] = self.lddt_head(out["states"]).reshape(n_sm, b, n, 37, self.cfg.lddt_bins)
         out["plddt"] = 100.0 * categorical_lddt(out["lddt_logits"][-1], bins=self.cfg.lddt_bins)[..., rc.atom_order["CA"]]
         out["ptm_logits"] = self.ptm_head(out["s_z"])
+        lengths = mask.sum(-1).long().tolist()  # right padding: d0 of the TM-score must use the real length
         out["ptm"] = torch.stack([
-            compute_tm(out["ptm_logits"][i], residue_weights=mask[i], max_bin=PAE_MAX_BIN, no_bins=self.cfg.distogram_bins)
-            for i in range(b)
+            compute_tm(out["ptm_logits"][i, :m, :m], max_bin=PAE_MAX_BIN, no_bins=self.cfg.distogram_bins)
+            for i, m in enumerate(lengths)
         ])
         pae = compute_predicted_aligned_error(out["ptm_logits"], max_bin=PAE_MAX_BIN, no_bins=self.cfg.distogram_bins)
         out["predicted_aligned_error"] = pae["predicted_aligned_error"]

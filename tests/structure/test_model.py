@@ -39,6 +39,7 @@ def test_padding_does_not_change_a_chain(fold_config: FoldConfig) -> None:
         padded = head(states, attn, aatype, resid, mask)
     torch.testing.assert_close(padded["atom37_positions"][:, :13], alone["atom37_positions"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(padded["plddt"][:, :13], alone["plddt"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(padded["ptm"], alone["ptm"], atol=1e-5, rtol=1e-4)
 
 
 def test_chunked_axial_attention_equals_unchunked(fold_config: FoldConfig) -> None:
