@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, run_cli, tiny_overrides, write_corpus
+from tests.helpers import REPO, run_cli, tiny_overrides, write_corpus
 from xtrimo.model import XTrimoPGLM
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import run_cli, tiny_overrides, write_corpus
+from tests.helpers import run_cli, tiny_overrides, write_corpus
 from xtrimo.model import XTrimoPGLM
 from xtrimo.train.cli import compose, config_dir
 
