@@ -105,9 +105,11 @@ def auto_chunk_size(length: int, c_z: int) -> int | None:
     """Axial-attention chunk for a chain of ``length`` residues.
 
     Unchunked triangular attention holds ``[N_res, no_heads, N_res, N_res]`` logits; ESMFold users saw silent garbage
-    and OOM past ~1,000 residues without chunking (esm #641, #407). Chunks keep that term near 2^26 floats.
+    and OOM past ~1,000 residues without chunking (esm #641, #407). On the CPU chunks of 64 rows were also the fastest
+    setting measured at L = 128-512 (benchmarks/speed/fold_speed.py), so every chain over 64 residues is chunked, with
+    smaller chunks once the logits of a 64-row chunk would pass ~2^26 floats per 16 pair channels.
     """
-    if length <= 256:
+    if length <= 64:
         return None
     budget = 2 ** 26 // max(1, c_z // 16)
-    return max(8, min(128, budget // (length * length)))
+    return max(8, min(64, budget // (length * length)))
