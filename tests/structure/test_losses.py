@@ -116,3 +116,17 @@ def test_plddt_target_is_per_residue_lddt() -> None:
     logits = torch.full((1, 15, 50), -20.0)
     logits[..., -1] = 20.0  # all mass on the top bin: lDDT 1 -> near-zero loss
     assert float(losses.plddt_loss(logits, true, true, torch.ones(1, 15))) < 1e-6
+
+
+def test_fape_matches_openfold_when_installed() -> None:
+    """Parity with openfold's own ``compute_fape`` (optional extra; skipped where openfold is not importable)."""
+    of_loss = pytest.importorskip("openfold.utils.loss")
+    of_rigid = pytest.importorskip("openfold.utils.rigid_utils")
+    pr, pt = _random_frames(2, 7, 0)
+    tr, tt = _random_frames(2, 7, 1)
+    px, tx = torch.randn(2, 11, 3, dtype=torch.float64) * 8, torch.randn(2, 11, 3, dtype=torch.float64) * 8
+    fm, pm = torch.ones(2, 7, dtype=torch.float64), torch.ones(2, 11, dtype=torch.float64)
+    rigid = lambda r, t: of_rigid.Rigid(of_rigid.Rotation(rot_mats=r), t)  # noqa: E731
+    ref = of_loss.compute_fape(rigid(pr, pt), rigid(tr, tt), fm, px, tx, pm, length_scale=10.0,
+                               l1_clamp_distance=10.0, eps=1e-4)
+    assert float(losses.fape(pr, pt, px, tr, tt, tx, fm, pm)) == pytest.approx(float(ref.mean()), rel=1e-3)  # openfold adds eps to each denominator
