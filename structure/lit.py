@@ -14,16 +14,18 @@ from xtrimo.structure.model import FoldingHead
 WEIGHTS = {"fape_backbone": 0.5, "fape_all_atom": 0.5, "torsion": 1.0, "distogram": 0.3, "plddt": 0.01}
 
 
-def fold_losses(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+def fold_losses(
+    out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], clamp: float | None = 10.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of FAPE (backbone over all structure-module layers, all-atom on the last), torsion,
-    distogram and pLDDT losses; returns ``(loss, breakdown)``."""
+    distogram and pLDDT losses; returns ``(loss, breakdown)``. ``clamp=None``: unclamped backbone FAPE."""
     x, xm, aatype = batch["atom37"], batch["atom37_mask"] * batch["mask"][..., None], batch["aatype"]
     t_rot, t_trans, f_mask = losses.backbone_frames(x, xm)
     frames = Rigid.from_tensor_7(out["frames"])
     p_rot, p_trans = frames.get_rots().get_rot_mats(), frames.get_trans()
     ca_mask = xm[..., losses.CA_IDX]
     bb = torch.stack([
-        losses.fape(p_rot[i], p_trans[i], p_trans[i], t_rot, t_trans, t_trans, f_mask, ca_mask)
+        losses.fape(p_rot[i], p_trans[i], p_trans[i], t_rot, t_trans, t_trans, f_mask, ca_mask, clamp=clamp)
         for i in range(p_rot.shape[0])
     ]).mean()
     b = x.shape[0]
@@ -45,11 +47,12 @@ class FoldModule(L.LightningModule):
     """Trains :class:`FoldingHead` with AdamW, linear warm-up and a recycling count drawn per step."""
 
     def __init__(self, cfg: FoldConfig, lr: float, warmup_steps: int, weight_decay: float, max_recycles_train: int,
-                 seed: int = 0) -> None:
+                 seed: int = 0, unclamped_fape_fraction: float = 0.1) -> None:
         super().__init__()
         self.head = FoldingHead(cfg)
         self.lr, self.warmup_steps, self.weight_decay = lr, warmup_steps, weight_decay
         self.max_recycles_train = max_recycles_train
+        self.unclamped_fape_fraction = unclamped_fape_fraction
         self.gen = torch.Generator().manual_seed(seed)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -57,7 +60,9 @@ class FoldModule(L.LightningModule):
         recycles = int(torch.randint(0, self.max_recycles_train + 1, (1,), generator=self.gen))
         out = self.head(batch["plm_states"], batch.get("plm_attentions"), batch["aatype"], batch["residue_index"],
                         batch["mask"], num_recycles=recycles)
-        loss, parts = fold_losses(out, batch)
+        # AF2 suppl. 1.11.5: backbone FAPE unclamped in a fraction of steps, so errors beyond 10 A also pull
+        unclamped = float(torch.rand((), generator=self.gen)) < self.unclamped_fape_fraction
+        loss, parts = fold_losses(out, batch, clamp=None if unclamped else 10.0)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["mask"].shape[0])
         for k, v in parts.items():
             self.log(f"train/{k}", v, batch_size=batch["mask"].shape[0])

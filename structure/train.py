@@ -52,6 +52,7 @@ class FoldTrainerConfig:
     max_steps: int = 2000
     max_minutes: float = 4.0  # wall-time limit of the optimisation (0: none)
     max_recycles_train: int = 1  # recycles drawn uniformly in [0, this] per step
+    unclamped_fape_fraction: float = 0.1  # steps with unclamped backbone FAPE (AF2: 0.1)
     eval_recycles: int = 1
     log_every_n_steps: int = 20
     threads: int = 0  # torch intra-op threads (0: leave as is)
@@ -134,7 +135,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     loader = DataLoader(data.CropDataset(examples, cfg.data.crop_size, repeats=1000, seed=cfg.data.seed),
                         batch_size=cfg.data.batch_size, shuffle=True, collate_fn=data.collate)
     module = FoldModule(head_cfg, cfg.optim.lr, cfg.optim.warmup_steps, cfg.optim.weight_decay,
-                        cfg.trainer.max_recycles_train, cfg.seed)
+                        cfg.trainer.max_recycles_train, cfg.seed, cfg.trainer.unclamped_fape_fraction)
     if cfg.trainer.init_from:
         from safetensors.torch import load_file
 

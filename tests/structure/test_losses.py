@@ -45,6 +45,9 @@ def test_fape_matches_naive_loop_and_masks() -> None:
     fm, pm = (torch.rand(2, 7) > 0.3).double(), (torch.rand(2, 11) > 0.3).double()
     got = losses.fape(pr, pt, px, tr, tt, tx, fm, pm)
     assert float(got) == pytest.approx(_naive_fape(pr, pt, px, tr, tt, tx, fm, pm), rel=1e-9)
+    unclamped = losses.fape(pr, pt, px, tr, tt, tx, fm, pm, clamp=None)  # AF2's unclamped steps
+    assert float(unclamped) == pytest.approx(_naive_fape(pr, pt, px, tr, tt, tx, fm, pm, clamp=math.inf), rel=1e-9)
+    assert float(unclamped) > float(got)
 
 
 def test_fape_zero_for_identical_and_invariant_to_global_motion() -> None:
