@@ -57,6 +57,14 @@ def test_curriculum_and_mixture():
         ObjectiveConfig(glm_prob=1.5)
 
 
+def test_curriculum_transition_ramp():
+    cfg = ObjectiveConfig(glm_prob=0.6, stage1_steps=7, transition_steps=3)
+    shares = [cfg.glm_share(s) for s in range(5, 13)]
+    assert shares == pytest.approx([0.0, 0.0, 0.2, 0.4, 0.6, 0.6, 0.6, 0.6])
+    with pytest.raises(ValueError, match="objective.transition_steps"):
+        ObjectiveConfig(transition_steps=-1)
+
+
 def test_loss_breakdown():
     logits = torch.randn(2, 5, 128)
     labels = torch.full((2, 5), IGNORE_INDEX)

@@ -27,6 +27,16 @@ def test_quickstart_composes():
     assert 2.5e6 < cfg.model.num_parameters() < 3.5e6
 
 
+def test_untrained_objectives_are_marked():
+    from xtrimo.objectives.mixture import ObjectiveConfig
+    from xtrimo.train.run import untrained_objectives
+
+    assert untrained_objectives(compose(["experiment=quickstart"]).objective, 300) == {"glm"}
+    assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 30) == {"glm"}
+    assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 51) == set()
+    assert untrained_objectives(ObjectiveConfig(glm_prob=1.0), 7) == {"mlm"}
+
+
 def test_strategy_group_sets_trainer_strategy():
     assert compose(["strategy=deepspeed_zero2"]).trainer.strategy == "deepspeed_zero2"
     assert compose(["trainer.strategy=ddp"]).trainer.strategy == "ddp"

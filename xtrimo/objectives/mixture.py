@@ -16,11 +16,14 @@ class ObjectiveConfig:
     """How samples are built.
 
     ``glm_prob`` is the stage-2 share of GLM samples (0.8 in the 100B recipe); before ``stage1_steps`` optimizer
-    steps every sample is MLM (the paper's stage 1). ``stage1_steps = 0`` mixes from the start.
+    steps every sample is MLM (the paper's stage 1). ``stage1_steps = 0`` mixes from the start. The paper reports
+    loss spikes at the MLM -> GLM switch and calls for a smooth transition: over ``transition_steps`` after stage 1
+    the GLM share rises linearly from 0 to ``glm_prob``.
     """
 
     glm_prob: float = 0.8
     stage1_steps: int = 0
+    transition_steps: int = 0
     mask_prob: float = 0.15
     replace_mask: float = 0.8
     replace_random: float = 0.1
@@ -33,11 +36,16 @@ class ObjectiveConfig:
                 raise ValueError(f"objective.{key} must be in [0, 1], got {getattr(self, key)}")
         if self.replace_mask + self.replace_random > 1.0:
             raise ValueError("objective.replace_mask + objective.replace_random must be at most 1")
-        if self.stage1_steps < 0:
-            raise ValueError(f"objective.stage1_steps must be >= 0, got {self.stage1_steps}")
+        for key in ("stage1_steps", "transition_steps"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"objective.{key} must be >= 0, got {getattr(self, key)}")
 
     def glm_share(self, step: int) -> float:
-        return 0.0 if step < self.stage1_steps else self.glm_prob
+        """Share of GLM samples at optimizer step ``step``."""
+        if step < self.stage1_steps:
+            return 0.0
+        ramp = (step - self.stage1_steps + 1) / self.transition_steps if self.transition_steps else 1.0
+        return self.glm_prob * min(1.0, ramp)
 
 
 def build_sample(residues: np.ndarray, rng: np.random.Generator, cfg: ObjectiveConfig, kind: int) -> Sample:

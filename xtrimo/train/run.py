@@ -13,6 +13,7 @@ import torch
 from xtrimo.checkpoint import CheckpointError, load_model
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import resolve_data_file
+from xtrimo.objectives.mixture import ObjectiveConfig
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
@@ -111,18 +112,31 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     datamodule.full_validation = True
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0].items()}
     if trainer.is_global_zero:
-        report(metrics, trainer.global_step, module.skipped_steps, out)
+        report(metrics, trainer.global_step, module.skipped_steps, out, untrained_objectives(cfg.objective, trainer.global_step))
     return metrics
 
 
-def report(metrics: dict[str, float], step: int, skipped: int, out: Path) -> None:
-    """Print validation perplexity per objective next to the unigram baseline, and save results.json."""
+def untrained_objectives(objective: ObjectiveConfig, steps: int) -> set[str]:
+    """Objectives that got no training sample in a run of ``steps`` optimizer steps (stage 1 only: no GLM)."""
+    untrained = set()
+    if objective.glm_prob == 0.0 or objective.stage1_steps >= steps:
+        untrained.add("glm")
+    if objective.glm_prob == 1.0 and objective.stage1_steps == 0:
+        untrained.add("mlm")
+    return untrained
+
+
+def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrained: set[str] = frozenset()) -> None:
+    """Print validation perplexity per objective next to the unigram baseline, and save results.json.
+
+    An objective listed in ``untrained`` is still evaluated, and marked: its row shows what the run did not train.
+    """
     print(f"\nvalidation after {step} steps ({skipped} skipped) on the whole valid split:")
     print(f"  {'objective':<10}{'perplexity':>12}{'unigram':>10}{'tokens':>10}")
     for o in ("mlm", "glm"):
         if metrics.get(f"val/{o}_tokens", 0) > 0:
             print(f"  {o.upper():<10}{metrics[f'val/{o}_ppl']:>12.2f}{metrics.get(f'val/{o}_unigram_ppl', math.nan):>10.2f}"
-                  f"{int(metrics[f'val/{o}_tokens']):>10}")
+                  f"{int(metrics[f'val/{o}_tokens']):>10}" + ("   (not trained in this run)" if o in untrained else ""))
     tmp = out / ".results.json.tmp"
     tmp.write_text(json.dumps({"step": step, "skipped_steps": skipped, **metrics}, indent=2))
     os.replace(tmp, out / "results.json")
