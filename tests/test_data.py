@@ -75,6 +75,17 @@ def test_stream_resume_replays_same_batches(tmp_path):
     assert max(b["input_ids"].shape[1] for b in first) <= 64
 
 
+def test_curriculum_stage_boundary_holds_to_the_step(tmp_path):
+    # one pool holds many batches: the switch must still happen at stage1_steps, not at the next pool
+    spec = _spec([str(_corpus(tmp_path))])
+    obj = ObjectiveConfig(glm_prob=1.0, stage1_steps=7, transition_steps=0)
+    kinds = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj)), 11)]
+    assert kinds[:7] == [{0}] * 7 and kinds[7:] == [{1}] * 4
+    two = ObjectiveConfig(glm_prob=1.0, stage1_steps=7)
+    accumulated = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, two, accumulate=2)), 16)]
+    assert accumulated[:14] == [{0}] * 14 and accumulated[14:] == [{1}] * 2
+
+
 def test_validation_is_deterministic_and_windowed(tmp_path):
     spec, obj = _spec([str(_corpus(tmp_path, 20))], max_length=40), ObjectiveConfig()
     a, b = list(ValidationSet(spec, obj)), list(ValidationSet(spec, obj))

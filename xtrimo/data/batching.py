@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -10,18 +11,23 @@ import torch
 from xtrimo.objectives.sample import IGNORE_INDEX, Sample
 from xtrimo.tokenizer import PAD_ID
 
+T = TypeVar("T", Sample, np.ndarray)
 
-def bucket_batches(samples: Sequence[Sample], max_tokens: int, rng: np.random.Generator | None) -> list[list[Sample]]:
-    """Group samples of similar length so that ``batch_size * longest <= max_tokens``.
 
-    Sorting by length keeps padding small; the batch order is shuffled when ``rng`` is given.
+def bucket_batches(
+    samples: Sequence[T], max_tokens: int, rng: np.random.Generator | None, extra_tokens: int = 0
+) -> list[list[T]]:
+    """Group samples of similar length so that ``batch_size * (longest + extra_tokens) <= max_tokens``.
+
+    Sorting by length keeps padding small; the batch order is shuffled when ``rng`` is given. ``extra_tokens``
+    lets residue arrays be bucketed before the objective adds its special tokens.
     """
     order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
-    batches: list[list[Sample]] = []
-    current: list[Sample] = []
+    batches: list[list[T]] = []
+    current: list[T] = []
     for i in order:
         s = samples[i]
-        if current and (len(current) + 1) * len(s) > max_tokens:
+        if current and (len(current) + 1) * (len(s) + extra_tokens) > max_tokens:
             batches.append(current)
             current = []
         current.append(s)

@@ -89,15 +89,19 @@ class PretrainStream(IterableDataset):
                 if not pool:
                     break
                 prng = np.random.default_rng([self.spec.seed, epoch, shard, pool_idx, 1])
-                step = (produced * nw + wid) // self.accumulate
-                samples = [build_sample(self._crop(r, prng), prng, self.objective, draw_kind(prng, self.objective, step))
-                           for r in pool]
-                for batch in bucket_batches(samples, self.spec.max_tokens, prng):
+                crops = [self._crop(r, prng) for r in pool]
+                # bucket first, then draw each batch's objectives at that batch's own optimizer step, so the
+                # curriculum's stage boundary and ramp hold to the step (not to the pool's first step)
+                for b, residues in enumerate(bucket_batches(crops, self.spec.max_tokens, prng, SPECIALS_PER_SAMPLE)):
                     produced += 1
-                    if produced > skip:
-                        out = collate(batch)
-                        out["epoch"] = torch.tensor(epoch)
-                        yield out
+                    if produced <= skip:
+                        continue
+                    step = ((produced - 1) * nw + wid) // self.accumulate
+                    brng = np.random.default_rng([self.spec.seed, epoch, shard, pool_idx, 2, b])
+                    batch = [build_sample(r, brng, self.objective, draw_kind(brng, self.objective, step)) for r in residues]
+                    out = collate(batch)
+                    out["epoch"] = torch.tensor(epoch)
+                    yield out
 
 
 def validation_samples(residues: np.ndarray, index: int, max_length: int, objective: ObjectiveConfig, seed: int) -> list[Sample]:
