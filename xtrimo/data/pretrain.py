@@ -1,4 +1,4 @@
-"""Streaming pre-training data: FASTA -> shuffled -> cropped -> MLM/GLM samples -> token-budget batches.
+"""Streaming pre-training data: FASTA -> shuffled -> cropped -> token-budget batches -> MLM/GLM samples.
 
 Every random choice is seeded by (seed, epoch, shard, pool), so the stream is a pure function of its position:
 resuming after ``start_batch`` batches replays the identical batches that follow.

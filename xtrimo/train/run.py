@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -126,7 +127,7 @@ def untrained_objectives(objective: ObjectiveConfig, steps: int) -> set[str]:
     return untrained
 
 
-def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrained: set[str] = frozenset()) -> None:
+def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrained: Collection[str] = ()) -> None:
     """Print validation perplexity per objective next to the unigram baseline, and save results.json.
 
     An objective listed in ``untrained`` is still evaluated, and marked: its row shows what the run did not train.
