@@ -1,0 +1,136 @@
+"""Faster drop-in versions of two ESMFold trunk modules (same parameters, names and initialisation).
+
+Triangle attention (AF2 suppl. Alg. 13/14): transformers' ``EsmFoldTriangleAttention`` (OpenFold's code)
+materialises the scores ``[*, I, H, J, J]``, adds the mask and triangle biases to them and runs a separate softmax:
+memory-bound work that took half of a trunk block here. The attention of every row ``i`` shares one bias
+``[H, J, J]`` (the triangle bias, plus the key mask: a key ``k`` is visible when residue ``k`` is real), so one
+fused ``scaled_dot_product_attention`` call per batch element with that bias broadcast over the rows gives the same
+result without the ``L^3`` intermediates (4.8x faster at L = 256 on this CPU). Rows are still chunked to bound the
+q / k / v memory. Rows of padding residues attend over the real keys instead of the reference's all-masked row;
+those rows are padding and never reach real residues (tested against the reference on a padded batch).
+
+Triangle multiplication (Alg. 11/12): a, b and their gates are projected channel-first (``[*, C_z, L, L]``,
+contiguous), so the sigmoid gates run on contiguous memory (they ran on strided views at a quarter of the speed) and
+the triangle product is a batched matmul with no permuted copies of its operands; without gradients the gating is
+written in place (1.6 -> 0.9 s per module at L = 512 on this CPU, one thread).
+
+Both are tested against the originals, outputs and gradients (tests/structure/test_fused.py). Checkpoints do not
+change.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.esm.modeling_esmfold import EsmFoldTriangleAttention, EsmFoldTriangleMultiplicativeUpdate
+
+
+class SdpaTriangleAttention(EsmFoldTriangleAttention):
+    """Drop-in replacement for ``EsmFoldTriangleAttention`` (same parameters and call signature)."""
+
+    @classmethod
+    def from_module(cls, module: EsmFoldTriangleAttention) -> SdpaTriangleAttention:
+        new = cls(module.c_in, module.c_hidden, module.no_heads, starting=module.starting, inf=module.inf)
+        new.load_state_dict(module.state_dict())
+        return new.to(next(module.parameters()).device)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, chunk_size: int | None = None,
+                **_: object) -> torch.Tensor:
+        """Args: x ``[B, I, J, C_in]`` pair state; mask ``[B, I, J]`` pair mask (1 = real); ``chunk_size`` rows
+        at a time (None: all). Returns ``[B, I, J, C_in]``."""
+        if not self.starting:
+            x = x.transpose(-2, -3)
+            mask = mask.transpose(-1, -2) if mask is not None else None
+        x = self.layer_norm(x)
+        rows = x.shape[1]
+        bias = self.linear(x).permute(0, 3, 1, 2)  # [B, H, J(query), J(key)]
+        if mask is not None:
+            # key k is real when residue k is: the pair mask's diagonal (row k, column k)
+            key_mask = torch.diagonal(mask, dim1=-2, dim2=-1)  # [B, J]
+            bias = bias + (self.inf * (key_mask - 1))[:, None, None, :].to(bias.dtype)
+
+        step = chunk_size if chunk_size else rows
+        out = torch.empty_like(x) if not torch.is_grad_enabled() else None
+        chunks = []
+        for r in range(0, rows, step):
+            y = self._rows(x[:, r : r + step], bias)
+            if out is None:
+                chunks.append(y)
+            else:
+                out[:, r : r + step] = y  # no second full-size copy when no gradient is recorded
+        out = torch.cat(chunks, dim=1) if out is None else out
+        return out.transpose(-2, -3) if not self.starting else out
+
+    def _rows(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Attention of the rows in ``x`` ``[B, I', J, C]`` (a chunk of rows bounds the q / k / v memory)."""
+        b, rows, cols, _ = x.shape
+        mha = self.mha
+
+        def heads_first(t: torch.Tensor) -> torch.Tensor:  # [B, I', J, H*D] -> [B, I', H, J, D]
+            return t.view(b, rows, cols, self.no_heads, -1).transpose(-2, -3)
+
+        q, k, v = heads_first(mha.linear_q(x)), heads_first(mha.linear_k(x)), heads_first(mha.linear_v(x))
+        out = torch.stack([
+            F.scaled_dot_product_attention(q[i], k[i], v[i], attn_mask=bias[i : i + 1].to(q.dtype))
+            for i in range(b)
+        ])  # [B, I', H, J, D]; SDPA's default scale is the reference's 1 / sqrt(D)
+        return mha._wrap_up(out.transpose(-2, -3), x)  # gating and output projection, as the parent
+
+
+class FusedTriangleMultiplication(EsmFoldTriangleMultiplicativeUpdate):
+    """Drop-in replacement for ``EsmFoldTriangleMultiplicativeUpdate`` (same parameters and call signature)."""
+
+    @classmethod
+    def from_module(cls, module: EsmFoldTriangleMultiplicativeUpdate) -> FusedTriangleMultiplication:
+        width = module.linear_z.weight.shape[0]
+        new = cls(SimpleNamespace(pairwise_state_dim=width), _outgoing=module._outgoing)
+        new.load_state_dict(module.state_dict())
+        return new.to(module.linear_z.weight.device)
+
+    def forward(self, z: torch.Tensor, mask: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+        """Args: z ``[*, N_res, N_res, C_z]``; mask ``[*, N_res, N_res]``. Returns the update ``[*, N, N, C_z]``.
+
+        a and b are produced channel-first (``[*, C, N, N]``, contiguous) by matmuls against the transposed
+        state, so the gates run on contiguous memory and the triangle product is a batched matmul over channels
+        with no permuted copies of its operands; without gradients the gating is written in place.
+        """
+        *batch, n, _, c = z.shape
+        z = self.layer_norm_in(z)
+        zt = z.reshape(-1, n * n, c).transpose(-1, -2).contiguous()  # [B, C, N*N]
+        m = mask.reshape(-1, 1, n, n) if mask is not None else None
+
+        def project(linear: nn.Linear) -> torch.Tensor:  # [B, C, N, N], channel-first and contiguous
+            out = torch.baddbmm(linear.bias[:, None], linear.weight.expand(zt.shape[0], -1, -1), zt)
+            return out.view(-1, c, n, n)
+
+        def gated(proj: nn.Linear, gate: nn.Linear) -> torch.Tensor:  # mask * sigmoid(gate(z)) * proj(z)
+            out = _mul(torch.sigmoid(project(gate)), project(proj))
+            return _mul(out, m) if m is not None else out
+
+        a, b = gated(self.linear_a_p, self.linear_a_g), gated(self.linear_b_p, self.linear_b_g)
+        del zt
+        # outgoing: p[i, j] = sum_k a[i, k] b[j, k]; incoming: p[i, j] = sum_k a[k, i] b[k, j] (per channel)
+        p = a @ b.transpose(-1, -2) if self._outgoing else a.transpose(-1, -2) @ b  # [B, C, N, N]
+        del a, b
+        x = self.layer_norm_out(p.permute(0, 2, 3, 1)).reshape(*batch, n, n, c)
+        del p
+        return _mul(self.linear_z(x), torch.sigmoid(self.linear_g(z)))
+
+
+def _mul(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x * y``, written into ``x`` when no gradient is recorded (inference): one pass over ``[*, L, L, C]`` saved."""
+    return x.mul_(y) if not torch.is_grad_enabled() else x * y
+
+
+def fuse_trunk_blocks(module: nn.Module) -> None:
+    """Replace triangle attention and multiplication inside ``module`` by the versions above, in place."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, EsmFoldTriangleAttention) and not isinstance(child, SdpaTriangleAttention):
+            setattr(module, name, SdpaTriangleAttention.from_module(child))
+        elif isinstance(child, EsmFoldTriangleMultiplicativeUpdate) and not isinstance(child, FusedTriangleMultiplication):
+            setattr(module, name, FusedTriangleMultiplication.from_module(child))
+        else:
+            fuse_trunk_blocks(child)

@@ -1,0 +1,90 @@
+"""The fused trunk modules (structure/fused.py) against transformers' originals, weight for weight."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers.models.esm.modeling_esmfold import (
+    EsmFoldTriangleAttention,
+    EsmFoldTriangleMultiplicativeUpdate,
+    EsmFoldTriangularSelfAttentionBlock,
+)
+
+from xtrimo.structure.fused import FusedTriangleMultiplication, SdpaTriangleAttention, fuse_trunk_blocks
+from xtrimo.structure.trunk import FoldingTrunk, trunk_config
+
+
+def _randomise(module: torch.nn.Module) -> None:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0.0, 0.3)
+
+
+def _padded_pair(b: int = 2, n: int = 13, c: int = 16) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    seq_mask = torch.ones(b, n)
+    seq_mask[1, 9:] = 0  # the second chain has 4 padding residues
+    return torch.randn(b, n, n, c), seq_mask, seq_mask[:, :, None] * seq_mask[:, None, :]
+
+
+@pytest.mark.parametrize("starting", [True, False])
+@pytest.mark.parametrize("chunk", [None, 5])
+def test_triangle_attention_matches_reference(starting, chunk):
+    ref = EsmFoldTriangleAttention(16, 8, 2, starting=starting)
+    _randomise(ref)
+    fused = SdpaTriangleAttention.from_module(ref)
+    z, _, pair_mask = _padded_pair()
+    with torch.no_grad():
+        expected, got = ref(z, mask=pair_mask, chunk_size=4), fused(z, mask=pair_mask, chunk_size=chunk)
+    real = pair_mask.bool()
+    assert torch.allclose(got[real], expected[real], atol=1e-5)
+    assert torch.allclose(fused(z), ref(z), atol=1e-5)  # no mask
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+def test_triangle_multiplication_matches_reference_with_gradients(outgoing):
+    ref = EsmFoldTriangleMultiplicativeUpdate(trunk_config_for(16), _outgoing=outgoing)
+    _randomise(ref)
+    fused = FusedTriangleMultiplication.from_module(ref)
+    z, _, pair_mask = _padded_pair()
+    with torch.no_grad():
+        assert torch.allclose(fused(z, mask=pair_mask), ref(z, mask=pair_mask), atol=1e-5)
+    # training path (no in-place writes): same gradients for the input and every weight
+    za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
+    ref(za, mask=pair_mask).square().sum().backward()
+    fused(zb, mask=pair_mask).square().sum().backward()
+    assert torch.allclose(za.grad, zb.grad, atol=1e-4)
+    for (name, p), q in zip(ref.named_parameters(), fused.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-4), name
+
+
+def trunk_config_for(c_z: int):
+    from xtrimo.structure.config import FoldConfig
+
+    return trunk_config(FoldConfig(c_s=32, c_z=c_z, pairwise_head_width=8, sequence_head_width=16))
+
+
+def test_fused_block_matches_reference_on_real_residues():
+    block = EsmFoldTriangularSelfAttentionBlock(trunk_config_for(16))
+    _randomise(block)
+    fused = copy.deepcopy(block)
+    fuse_trunk_blocks(fused)
+    assert isinstance(fused.tri_att_end, SdpaTriangleAttention) and isinstance(fused.tri_mul_in, FusedTriangleMultiplication)
+    assert block.state_dict().keys() == fused.state_dict().keys()  # checkpoints are unchanged
+    z, seq_mask, pair_mask = _padded_pair()
+    s = torch.randn(2, 13, 32)
+    with torch.no_grad():
+        (s1, z1), (s2, z2) = block(s, z, mask=seq_mask, chunk_size=4), fused(s, z, mask=seq_mask, chunk_size=4)
+    real = seq_mask.bool()
+    assert torch.allclose(s1[real], s2[real], atol=1e-4)
+    assert torch.allclose(z1[pair_mask.bool()], z2[pair_mask.bool()], atol=1e-4)
+
+
+def test_folding_trunk_uses_fused_modules(fold_config):
+    trunk = FoldingTrunk(fold_config)
+    kinds = {type(m) for m in trunk.modules()}
+    assert SdpaTriangleAttention in kinds and FusedTriangleMultiplication in kinds
+    assert EsmFoldTriangleAttention not in kinds and EsmFoldTriangleMultiplicativeUpdate not in kinds
