@@ -78,11 +78,10 @@ def test_stream_resume_replays_same_batches(tmp_path):
 def test_curriculum_stage_boundary_holds_to_the_step(tmp_path):
     # one pool holds many batches: the switch must still happen at stage1_steps, not at the next pool
     spec = _spec([str(_corpus(tmp_path))])
-    obj = ObjectiveConfig(glm_prob=1.0, stage1_steps=7, transition_steps=0)
+    obj = ObjectiveConfig(glm_prob=1.0, stage1_steps=7)
     kinds = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj)), 11)]
     assert kinds[:7] == [{0}] * 7 and kinds[7:] == [{1}] * 4
-    two = ObjectiveConfig(glm_prob=1.0, stage1_steps=7)
-    accumulated = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, two, accumulate=2)), 16)]
+    accumulated = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj, accumulate=2)), 16)]
     assert accumulated[:14] == [{0}] * 14 and accumulated[14:] == [{1}] * 2
 
 

@@ -12,8 +12,13 @@ from transformers.models.esm.modeling_esmfold import (
     EsmFoldTriangularSelfAttentionBlock,
 )
 
+from xtrimo.structure.config import FoldConfig
 from xtrimo.structure.fused import FusedTriangleMultiplication, SdpaTriangleAttention, fuse_trunk_blocks
 from xtrimo.structure.trunk import FoldingTrunk, trunk_config
+
+
+def _trunk_config(c_z: int):
+    return trunk_config(FoldConfig(c_s=32, c_z=c_z, pairwise_head_width=8, sequence_head_width=16))
 
 
 def _randomise(module: torch.nn.Module) -> None:
@@ -46,7 +51,7 @@ def test_triangle_attention_matches_reference(starting, chunk):
 
 @pytest.mark.parametrize("outgoing", [True, False])
 def test_triangle_multiplication_matches_reference_with_gradients(outgoing):
-    ref = EsmFoldTriangleMultiplicativeUpdate(trunk_config_for(16), _outgoing=outgoing)
+    ref = EsmFoldTriangleMultiplicativeUpdate(_trunk_config(16), _outgoing=outgoing)
     _randomise(ref)
     fused = FusedTriangleMultiplication.from_module(ref)
     z, _, pair_mask = _padded_pair()
@@ -61,14 +66,8 @@ def test_triangle_multiplication_matches_reference_with_gradients(outgoing):
         assert torch.allclose(p.grad, q.grad, atol=1e-4), name
 
 
-def trunk_config_for(c_z: int):
-    from xtrimo.structure.config import FoldConfig
-
-    return trunk_config(FoldConfig(c_s=32, c_z=c_z, pairwise_head_width=8, sequence_head_width=16))
-
-
 def test_fused_block_matches_reference_on_real_residues():
-    block = EsmFoldTriangularSelfAttentionBlock(trunk_config_for(16))
+    block = EsmFoldTriangularSelfAttentionBlock(_trunk_config(16))
     _randomise(block)
     fused = copy.deepcopy(block)
     fuse_trunk_blocks(fused)
