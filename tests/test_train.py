@@ -35,6 +35,7 @@ def test_untrained_objectives_are_marked():
     assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 30) == {"glm"}
     assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 51) == set()
     assert untrained_objectives(ObjectiveConfig(glm_prob=1.0), 7) == {"mlm"}
+    assert untrained_objectives(ObjectiveConfig(glm_prob=1.0, transition_steps=4), 7) == set()  # ramp draws MLM
 
 
 def test_strategy_group_sets_trainer_strategy():

@@ -118,11 +118,15 @@ def train(cfg: TrainConfig) -> dict[str, float]:
 
 
 def untrained_objectives(objective: ObjectiveConfig, steps: int) -> set[str]:
-    """Objectives that got no training sample in a run of ``steps`` optimizer steps (stage 1 only: no GLM)."""
+    """Objectives that got no training sample in a run of ``steps`` optimizer steps (stage 1 only: no GLM).
+
+    The GLM share never decreases with the step, so the last step tells whether GLM was drawn, the first whether
+    MLM was.
+    """
     untrained = set()
-    if objective.glm_prob == 0.0 or objective.stage1_steps >= steps:
+    if steps == 0 or objective.glm_share(steps - 1) == 0.0:
         untrained.add("glm")
-    if objective.glm_prob == 1.0 and objective.stage1_steps == 0:
+    if steps > 0 and objective.glm_share(0) == 1.0:
         untrained.add("mlm")
     return untrained
 
