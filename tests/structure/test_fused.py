@@ -7,13 +7,20 @@ import copy
 import pytest
 import torch
 from transformers.models.esm.modeling_esmfold import (
+    EsmFoldResidueMLP,
     EsmFoldTriangleAttention,
     EsmFoldTriangleMultiplicativeUpdate,
     EsmFoldTriangularSelfAttentionBlock,
 )
 
 from xtrimo.structure.config import FoldConfig
-from xtrimo.structure.fused import FusedTriangleMultiplication, SdpaTriangleAttention, fuse_trunk_blocks
+from xtrimo.structure import fused as fused_module
+from xtrimo.structure.fused import (
+    FusedResidueMLP,
+    FusedTriangleMultiplication,
+    SdpaTriangleAttention,
+    fuse_trunk_blocks,
+)
 from xtrimo.structure.trunk import FoldingTrunk, trunk_config
 
 
@@ -50,13 +57,16 @@ def test_triangle_attention_matches_reference(starting, chunk):
 
 
 @pytest.mark.parametrize("outgoing", [True, False])
-def test_triangle_multiplication_matches_reference_with_gradients(outgoing):
+@pytest.mark.parametrize("positions", [1024, 37])  # one block of pair positions, or several with a ragged last one
+def test_triangle_multiplication_matches_reference_with_gradients(outgoing, positions, monkeypatch):
+    monkeypatch.setattr(fused_module, "POSITIONS", positions)
     ref = EsmFoldTriangleMultiplicativeUpdate(_trunk_config(16), _outgoing=outgoing)
     _randomise(ref)
     fused = FusedTriangleMultiplication.from_module(ref)
     z, _, pair_mask = _padded_pair()
     with torch.no_grad():
         assert torch.allclose(fused(z, mask=pair_mask), ref(z, mask=pair_mask), atol=1e-5)
+        assert torch.allclose(fused(z), ref(z), atol=1e-5)
     # training path (no in-place writes): same gradients for the input and every weight
     za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
     ref(za, mask=pair_mask).square().sum().backward()
@@ -82,8 +92,29 @@ def test_fused_block_matches_reference_on_real_residues():
     assert torch.allclose(z1[pair_mask.bool()], z2[pair_mask.bool()], atol=1e-4)
 
 
+@pytest.mark.parametrize("positions", [1024, 37])
+def test_residue_mlp_matches_reference(positions, monkeypatch):
+    monkeypatch.setattr(fused_module, "POSITIONS", positions)
+    ref = EsmFoldResidueMLP(16, 64, dropout=0.25)
+    _randomise(ref)
+    fused = FusedResidueMLP.from_module(ref).eval()
+    ref.eval()
+    z, _, _ = _padded_pair()
+    with torch.no_grad():
+        assert torch.allclose(fused(z), ref(z), atol=1e-5)
+    # with gradients, or dropout in training mode, the module is the original
+    assert torch.allclose(fused(z), ref(z), atol=1e-5)
+    fused.train()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        dropped = fused(z)
+        torch.manual_seed(3)
+        ref.train()
+        assert torch.equal(dropped, ref(z))
+
+
 def test_folding_trunk_uses_fused_modules(fold_config):
     trunk = FoldingTrunk(fold_config)
     kinds = {type(m) for m in trunk.modules()}
-    assert SdpaTriangleAttention in kinds and FusedTriangleMultiplication in kinds
-    assert EsmFoldTriangleAttention not in kinds and EsmFoldTriangleMultiplicativeUpdate not in kinds
+    assert {SdpaTriangleAttention, FusedTriangleMultiplication, FusedResidueMLP} <= kinds
+    assert not {EsmFoldTriangleAttention, EsmFoldTriangleMultiplicativeUpdate, EsmFoldResidueMLP} & kinds
