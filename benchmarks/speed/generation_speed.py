@@ -98,6 +98,25 @@ def bare_forward_ms(
     return out[0], out[1]
 
 
+def weight_floor_ms(model: torch.nn.Module, batch: int, steps: int, device: torch.device) -> float:
+    """Milliseconds per step of only the model's linear layers (every weight matrix read once, as one decoding step
+    does), on random inputs of the step's shape: no attention, norms, sampling or Python loop. No decoding loop
+    at this precision can beat it, so ``HF step / floor`` bounds the speed-up any implementation can reach here."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = [torch.randn(batch, m.in_features, device=device, dtype=m.weight.dtype) for m in layers]
+    for m, x in zip(layers, inputs):
+        m(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for m, x in zip(layers, inputs):
+            m(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t0) / steps
+
+
 def build_models(args: argparse.Namespace, device: torch.device) -> tuple[Generator, torch.nn.Module]:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -140,14 +159,17 @@ def main(argv: list[str] | None = None) -> None:
                 fns["full"] = xtrimo_runner(gen, b, n, False)
             t = _timed(fns, args.repeats, device)
             rows.append((b, b * n / t["kv"], b * n / t["hf"], b * n / t["full"] if "full" in t else None,
-                         *bare_forward_ms(gen, gpt2, b, n, device)))
+                         *bare_forward_ms(gen, gpt2, b, n, device), weight_floor_ms(gen.model, b, n, device)))
     print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'ms/step':>8} {'recompute tok/s':>16} {'KV/recompute':>13} "
-          f"{'HF GPT-2 tok/s':>15} {'ms/step':>8} {'xtrimo/HF':>10} {'bare fwd ms: xtrimo':>20} {'GPT-2':>6}")
-    for b, kv, hf, full, bare_x, bare_h in rows:
+          f"{'HF GPT-2 tok/s':>15} {'ms/step':>8} {'xtrimo/HF':>10} {'bare fwd ms: xtrimo':>20} {'GPT-2':>6} "
+          f"{'linear floor ms':>16} {'ceiling':>8}")
+    for b, kv, hf, full, bare_x, bare_h, floor in rows:
         full_s = f"{full:16.1f} {kv / full:12.1f}x" if full else f"{'-':>16} {'-':>13}"
         print(f"{b:>5} {kv:16.1f} {1000 * b / kv:8.2f} {full_s} {hf:15.1f} {1000 * b / hf:8.2f} {kv / hf:9.2f}x "
-              f"{bare_x:20.2f} {bare_h:6.2f}")
+              f"{bare_x:20.2f} {bare_h:6.2f} {floor:16.2f} {1000 * b / hf / floor:7.2f}x")
     print("bare fwd: one cached forward step without any sampling or bookkeeping, the floor of any decoding loop")
+    print("linear floor: only the linear layers of one step (each weight matrix read once); ceiling = HF ms/step / "
+          "floor, the largest xtrimo/HF any decoding loop at this precision could reach on this device")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,23 @@ def test_gpu_needs_no_code_change_and_draws_like_the_cpu(checkpoint: Path) -> No
     assert sum(a.sequence == b.sequence for a, b in zip(cpu, gpu)) >= 6
     designs = gpu_gen.design("MK??GS?E", 4, seed=1)
     assert all(d.sequence[:2] == "MK" and d.sequence[4:6] == "GS" for d in designs)
+
+
+def test_input_major_weights_keep_values_outputs_and_checkpoints(model, tmp_path: Path) -> None:
+    import torch
+
+    from xtrimo.generation.generator import input_major_weights
+    from xtrimo.model.glm import XTrimoPGLM
+
+    ids = torch.randint(4, 24, (3, 11))
+    with torch.no_grad():
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        logits = model(ids)["logits"]
+        input_major_weights(model)
+        linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        assert linear.weight.stride() == (1, linear.weight.shape[0])  # [in, out] in memory
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+        assert torch.allclose(model(ids)["logits"], logits, atol=1e-5)
+    model.save_pretrained(tmp_path / "relaid")
+    reloaded = XTrimoPGLM.from_pretrained(tmp_path / "relaid")
+    assert all(torch.equal(before[k], v) for k, v in reloaded.state_dict().items())
