@@ -19,7 +19,7 @@ from tqdm import tqdm
 from xtrimo.tokenizer import ResidueTokenizer
 
 log = logging.getLogger(__name__)
-POOLS = ("mean", "flatten", "none")
+POOLS = ("mean", "flatten", "tape", "none")
 
 
 class Backbone(Protocol):
@@ -64,7 +64,9 @@ def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 1638
 
 def pool(per_residue: list[np.ndarray], mode: str) -> np.ndarray:
     """``[N, H]`` (mean over residues) or ``[N, L_max * H]`` (flatten: position-wise features, zero-padded to the
-    longest sequence given; meant for aligned sets such as mutational scans).
+    longest sequence given; meant for aligned sets such as mutational scans), or ``[N, H + 2]`` (tape: TAPE's
+    one-hot model, ``tape/models/modeling_onehot.py``, averages the one-hot tokens of ``<cls> seq <sep>``; the two
+    special tokens get a column each, so the features carry ``1 / (L + 2)``, the length).
 
     Raises:
         ValueError: unknown mode.
@@ -77,7 +79,11 @@ def pool(per_residue: list[np.ndarray], mode: str) -> np.ndarray:
         for i, e in enumerate(per_residue):
             out[i, : e.size] = e.reshape(-1)
         return out
-    raise ValueError(f"unknown pooling {mode!r}; valid: mean, flatten")
+    if mode == "tape":
+        lengths = np.array([len(e) for e in per_residue], dtype=np.float32)[:, None]
+        residues = pool(per_residue, "mean") * lengths / (lengths + 2)
+        return np.concatenate([residues, np.repeat(1 / (lengths + 2), 2, axis=1)], axis=1).astype(np.float32)
+    raise ValueError(f"unknown pooling {mode!r}; valid: mean, flatten, tape")
 
 
 def _cache_key(backbone: Backbone, seqs: list[str], mode: str) -> str:
@@ -90,7 +96,7 @@ def _cache_key(backbone: Backbone, seqs: list[str], mode: str) -> str:
 
 def features(backbone: Backbone, seqs: list[str], mode: str, cache_dir: str | Path | None = None,
              batch_tokens: int = 16384, progress: bool = False) -> np.ndarray | list[np.ndarray]:
-    """Pooled ``[N, D]`` features (``mode`` mean / flatten) or per-residue arrays (``mode='none'``), computed once
+    """Pooled ``[N, D]`` features (``mode`` mean / flatten / tape) or per-residue arrays (``mode='none'``), computed once
     and cached under ``cache_dir`` (.npy, or .npz with offsets for per-residue features)."""
     if mode not in POOLS:
         raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLS)}")

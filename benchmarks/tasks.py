@@ -67,7 +67,8 @@ class TaskSpec:
     skip_reason: str | None = None  # set: the data are absent; reported as skipped, never run
     split_note: str | None = None  # how the shared copy differs from the paper's split
     max_length: int = 1024  # longer sequences are cropped (first residues) before embedding
-    onehot_pool: str = "mean"  # one-hot baseline pooling: mean (composition) or flatten (fixed-length tasks)
+    onehot_pool: str = "mean"  # one-hot baseline pooling: mean (composition), flatten (fixed-length tasks) or tape
+    #   (TAPE's one-hot model: the mean over <cls> seq <sep>, see benchmarks.embed.pool)
     baseline: float | None = None  # published number to compare with (one-hot / ridge row)
     baseline_source: str | None = None
     probe: ProbeSpec = field(default_factory=ProbeSpec)
@@ -79,7 +80,7 @@ class TaskSpec:
         checks = (
             ("type", self.type, TASK_TYPES), ("problem", self.problem, PROBLEMS),
             ("category", self.category, CATEGORIES), ("data.format", self.data.format, FORMATS),
-            ("onehot_pool", self.onehot_pool, ("mean", "flatten")),
+            ("onehot_pool", self.onehot_pool, ("mean", "flatten", "tape")),
         )
         for key, value, allowed in checks:
             if value not in allowed:

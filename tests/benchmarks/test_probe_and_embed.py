@@ -60,6 +60,12 @@ def test_pooling() -> None:
     per = OneHotBackbone().embed(["ACA", "WWY"])
     np.testing.assert_allclose(embed.pool(per, "mean")[0, :2], [2 / 3, 1 / 3])
     assert embed.pool(per, "flatten").shape == (2, 63)
+    # TAPE's bag of tokens over <cls> A C A <sep>: every column (21 residue + 2 special) is a share of 5 tokens
+    tape = embed.pool(OneHotBackbone().embed(["ACA", "WWYYYY"]), "tape")
+    assert tape.shape == (2, 23)
+    np.testing.assert_allclose(tape[0, :2], [2 / 5, 1 / 5])
+    np.testing.assert_allclose(tape[:, -2:], [[1 / 5, 1 / 5], [1 / 8, 1 / 8]])
+    np.testing.assert_allclose(tape.sum(axis=1), 1.0, rtol=1e-6)
     padded = embed.pool(OneHotBackbone().embed(["AC", "ACD"]), "flatten")
     assert padded.shape == (2, 63) and padded[0, 42:].sum() == 0 and padded[1, 42:].sum() == 1
     with pytest.raises(ValueError, match="unknown pooling"):
