@@ -102,7 +102,9 @@ class FoldingHead(nn.Module):
         mask = mask.to(plm_states.dtype)
         padded = aatype.masked_fill(mask == 0, NUM_AATYPES)
         s, z = self.initial_states(plm_states, plm_attentions, padded)
-        sm_aatype = aatype.masked_fill(mask == 0, 0)
+        # the structure module places atoms by residue type; an unknown residue (X) is placed as glycine, so it gets
+        # a full backbone (N, CA, C, O) and is written as UNK, not left without atoms (OpenFold's UNK has none)
+        sm_aatype = aatype.masked_fill(aatype == rc.restype_num, rc.restype_order["G"]).masked_fill(mask == 0, 0)
         out = self.trunk(s, z, sm_aatype, residue_index, mask, num_recycles, chunk_size)
         logits = self.distogram_head(out["s_z"])
         out["distogram_logits"] = (logits + logits.transpose(1, 2)) / 2

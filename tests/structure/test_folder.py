@@ -41,6 +41,21 @@ def test_pdb_parses_with_biopython_and_biotite(fold_dir: Path, tmp_path: Path) -
     np.testing.assert_allclose(back.ca, res.structure.ca, atol=1e-3)
 
 
+def test_unknown_residue_keeps_a_backbone_and_its_place(fold_dir: Path) -> None:
+    """An X (OpenFold's UNK has no atoms) is written as UNK with N, CA, C, O: residue count and sequence hold."""
+    from Bio.PDB import PDBParser
+    from Bio.SeqUtils import seq1
+
+    seq = "X" + SEQ[1:12] + "X" + SEQ[13:]
+    res = Folder.from_pretrained(fold_dir).fold(seq)
+    residues = list(PDBParser(QUIET=True).get_structure("p", io.StringIO(res.to_pdb()))[0].get_residues())
+    assert "".join(seq1(r.get_resname()) for r in residues) == seq
+    for i in (0, 12):
+        assert residues[i].get_resname() == "UNK" and sorted(a.get_id() for a in residues[i]) == ["C", "CA", "N", "O"]
+        n, ca, c = (residues[i][a].coord for a in ("N", "CA", "C"))
+        assert 1.3 < np.linalg.norm(n - ca) < 1.6 and 1.4 < np.linalg.norm(c - ca) < 1.7  # a real backbone
+
+
 def test_batch_equals_single_and_complex_drops_linker(fold_dir: Path) -> None:
     folder = Folder.from_pretrained(fold_dir)
     single = folder.fold(SEQ[:17])
