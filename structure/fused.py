@@ -111,7 +111,7 @@ class FusedTriangleMultiplication(EsmFoldTriangleMultiplicativeUpdate):
         with no permuted copies of its operands. Without gradients, the work before and after the product runs
         over blocks of pair positions small enough to stay in cache (:meth:`_inference`).
         """
-        if not torch.is_grad_enabled():
+        if _inference_mode(z):
             return self._inference(z, mask)
         *batch, n, _, c = z.shape
         z = self.layer_norm_in(z)
@@ -191,7 +191,7 @@ class FusedResidueMLP(EsmFoldResidueMLP):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ln, fc1, _, fc2, drop = self.mlp
-        if torch.is_grad_enabled() or (self.training and drop.p > 0):
+        if not _inference_mode(x) or (self.training and drop.p > 0):
             return super().forward(x)
         rows = x.reshape(-1, x.shape[-1])
         out = torch.empty_like(rows)
@@ -201,6 +201,12 @@ class FusedResidueMLP(EsmFoldResidueMLP):
                                                    ln.eps), fc1.weight.T).relu_()
             torch.addmm(rows[r0 : r0 + step], h, fc2.weight.T, out=out[r0 : r0 + step]).add_(fc2.bias)
         return out.view(x.shape)
+
+
+def _inference_mode(x: torch.Tensor) -> bool:
+    """The blocked in-place paths run without autograd and outside autocast (their ``out=`` writes keep one dtype);
+    otherwise the module computes out of place, as the original."""
+    return not torch.is_grad_enabled() and not torch.is_autocast_enabled(x.device.type)
 
 
 def fuse_trunk_blocks(module: nn.Module) -> None:

@@ -118,3 +118,18 @@ def test_folding_trunk_uses_fused_modules(fold_config):
     kinds = {type(m) for m in trunk.modules()}
     assert {SdpaTriangleAttention, FusedTriangleMultiplication, FusedResidueMLP} <= kinds
     assert not {EsmFoldTriangleAttention, EsmFoldTriangleMultiplicativeUpdate, EsmFoldResidueMLP} & kinds
+
+
+def test_fused_block_under_bf16_autocast_matches_reference():
+    """Under autocast the blocked in-place paths step aside (their out= writes keep one dtype)."""
+    block = EsmFoldTriangularSelfAttentionBlock(_trunk_config(16))
+    _randomise(block)
+    fused = copy.deepcopy(block)
+    fuse_trunk_blocks(fused)
+    z, seq_mask, pair_mask = _padded_pair()
+    s = torch.randn(2, 13, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (s1, z1), (s2, z2) = block(s, z, mask=seq_mask, chunk_size=4), fused(s, z, mask=seq_mask, chunk_size=4)
+    real = pair_mask.bool()
+    assert torch.isfinite(z2[real]).all()
+    assert (z1[real].float() - z2[real].float()).abs().max() < 0.1 * z1[real].float().abs().max()
