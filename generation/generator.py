@@ -76,7 +76,8 @@ class Generator:
     """Samples protein sequences from an :class:`XTrimoPGLM` with the GLM ``[gMASK]`` objective.
 
     Args:
-        model: the backbone (moved to ``device``, put in eval mode).
+        model: the backbone (moved to ``device``, put in eval mode; on the CPU its linear weights are re-laid
+            input-major in place, see :func:`input_major_weights`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
     """
 
