@@ -100,8 +100,9 @@ def bare_forward_ms(
 
 def weight_floor_ms(model: torch.nn.Module, batch: int, steps: int, device: torch.device) -> float:
     """Milliseconds per step of only the model's linear layers (every weight matrix read once, as one decoding step
-    does), on random inputs of the step's shape: no attention, norms, sampling or Python loop. No decoding loop
-    at this precision can beat it, so ``HF step / floor`` bounds the speed-up any implementation can reach here."""
+    does), on random inputs of the step's shape: no attention, norms, sampling or Python loop. No decoding loop on
+    the same BLAS kernels at this precision can beat it, so ``HF step / floor`` bounds what such a loop can reach
+    (a hand-written kernel closer to the memory's peak read bandwidth could go lower)."""
     layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = [torch.randn(batch, m.in_features, device=device, dtype=m.weight.dtype) for m in layers]
     for m, x in zip(layers, inputs):
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{bare_x:20.2f} {bare_h:6.2f} {floor:16.2f} {1000 * b / hf / floor:7.2f}x")
     print("bare fwd: one cached forward step without any sampling or bookkeeping, the floor of any decoding loop")
     print("linear floor: only the linear layers of one step (each weight matrix read once); ceiling = HF ms/step / "
-          "floor, the largest xtrimo/HF any decoding loop at this precision could reach on this device")
+          "floor, the largest xtrimo/HF a decoding loop on these BLAS kernels at this precision could reach here")
 
 
 if __name__ == "__main__":
