@@ -68,12 +68,12 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
         step = chunk_size if chunk_size else rows
         out = torch.empty_like(x) if not torch.is_grad_enabled() else None
         chunks = []
-        for r in range(0, rows, step):
-            y = self._rows(x[:, r : r + step], bias)
+        for rs in _spans(rows, step):
+            y = self._rows(x[:, rs], bias)
             if out is None:
                 chunks.append(y)
             else:
-                out[:, r : r + step] = y  # no second full-size copy when no gradient is recorded
+                out[:, rs] = y  # no second full-size copy when no gradient is recorded
         out = torch.cat(chunks, dim=1) if out is None else out
         return out.transpose(-2, -3) if not self.starting else out
 
@@ -147,30 +147,27 @@ class FusedTriangleMultiplication(EsmFoldTriangleMultiplicativeUpdate):
         *batch, n, _, c = z.shape
         zf = z.reshape(-1, n * n, c)
         mf = mask.reshape(-1, n * n).to(z.dtype) if mask is not None else None
-        ln_in, ln_out = self.layer_norm_in, self.layer_norm_out
         ab = (self.linear_a_p, self.linear_a_g, self.linear_b_p, self.linear_b_g)
         w_ab = torch.cat([lin.weight for lin in ab])  # [4C, C]
         b_ab = torch.cat([lin.bias for lin in ab])[:, None]  # [4C, 1]
         a, b = z.new_empty(zf.shape[0], c, n * n), z.new_empty(zf.shape[0], c, n * n)
         out = z.new_empty(zf.shape)  # first the output gate, then the update itself
         for i in range(zf.shape[0]):
-            for p0 in range(0, n * n, POSITIONS):
-                p1 = min(p0 + POSITIONS, n * n)
-                zc = F.layer_norm(zf[i, p0:p1], ln_in.normalized_shape, ln_in.weight, ln_in.bias, ln_in.eps)
+            for ps in _spans(n * n, POSITIONS):
+                zc = self.layer_norm_in(zf[i, ps])
                 proj = torch.addmm(b_ab, w_ab, zc.T)  # [4C, P]: a_p, a_g, b_p, b_g
-                torch.sigmoid(torch.addmm(self.linear_g.bias, zc, self.linear_g.weight.T), out=out[i, p0:p1])
+                torch.sigmoid(torch.addmm(self.linear_g.bias, zc, self.linear_g.weight.T), out=out[i, ps])
                 for k, dest in ((0, a), (2, b)):
                     block = torch.mul(proj[(k + 1) * c : (k + 2) * c].sigmoid_(), proj[k * c : (k + 1) * c],
-                                      out=dest[i, :, p0:p1])
+                                      out=dest[i, :, ps])
                     if mf is not None:
-                        block.mul_(mf[i, p0:p1])
+                        block.mul_(mf[i, ps])
         p = self._product(a.view(-1, c, n, n), b.view(-1, c, n, n)).view(-1, c, n * n)
         del a, b
         for i in range(zf.shape[0]):
-            for p0 in range(0, n * n, POSITIONS):
-                p1 = min(p0 + POSITIONS, n * n)
-                x = F.layer_norm(p[i, :, p0:p1].T, ln_out.normalized_shape, ln_out.weight, ln_out.bias, ln_out.eps)
-                out[i, p0:p1].mul_(torch.addmm(self.linear_z.bias, x, self.linear_z.weight.T))
+            for ps in _spans(n * n, POSITIONS):
+                x = self.layer_norm_out(p[i, :, ps].T)
+                out[i, ps].mul_(torch.addmm(self.linear_z.bias, x, self.linear_z.weight.T))
         return out.view(*batch, n, n, c)
 
 
@@ -196,11 +193,15 @@ class FusedResidueMLP(EsmFoldResidueMLP):
         rows = x.reshape(-1, x.shape[-1])
         out = torch.empty_like(rows)
         step = max(1, POSITIONS * 4 * x.shape[-1] // fc1.out_features)  # the hidden block as large as a pair block
-        for r0 in range(0, rows.shape[0], step):
-            h = torch.addmm(fc1.bias, F.layer_norm(rows[r0 : r0 + step], ln.normalized_shape, ln.weight, ln.bias,
-                                                   ln.eps), fc1.weight.T).relu_()
-            torch.addmm(rows[r0 : r0 + step], h, fc2.weight.T, out=out[r0 : r0 + step]).add_(fc2.bias)
+        for rs in _spans(rows.shape[0], step):
+            h = torch.addmm(fc1.bias, ln(rows[rs]), fc1.weight.T).relu_()
+            torch.addmm(rows[rs], h, fc2.weight.T, out=out[rs]).add_(fc2.bias)
         return out.view(x.shape)
+
+
+def _spans(total: int, step: int) -> list[slice]:
+    """``slice``s covering ``range(total)`` in steps of ``step`` (the last one shorter)."""
+    return [slice(start, min(start + step, total)) for start in range(0, total, step)]
 
 
 def _inference_mode(x: torch.Tensor) -> bool:
