@@ -46,6 +46,8 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="FASTA for the report's max identity (e.g. the training set)")
     p.add_argument("--device", default="auto")
     p.add_argument("--stream", action="store_true", help="print tokens to stderr as they are produced")
+    p.add_argument("--compile", action="store_true",
+                   help="decode with one torch.compile graph per token: compiles first (~20 s), then 2-3x faster")
     return p
 
 
@@ -59,7 +61,7 @@ def _run_generate(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    gen = Generator.from_pretrained(args.checkpoint, args.device)
+    gen = Generator.from_pretrained(args.checkpoint, args.device, compile=args.compile)
     common = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ban=args.ban, seed=args.seed,
                   batch_size=args.batch_size, num_candidates=args.num_candidates,
                   allow_nonstandard=args.allow_nonstandard)

@@ -23,6 +23,9 @@ from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
 from xtrimo.tokenizer import GMASK_ID, PAD_ID, PADDED_VOCAB_SIZE, SOP_ID, ResidueTokenizer
 
+StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+"""A decoding step with the signature of :func:`generation.compiled.next_token`: returns ids and log-probs ``[B]``."""
+
 TokenCallback = Callable[[int, str], None]
 """Called as ``callback(index, token)`` for every produced token: a residue letter, or ``<eos>`` / ``<eop>``."""
 
@@ -112,6 +115,7 @@ def decode(
     indices: Sequence[int] | None = None,
     callback: TokenCallback | None = None,
     use_cache: bool = True,
+    step_fn: StepFn | None = None,
 ) -> list[Decoded]:
     """Sample continuations of ``prompts`` (residue ids, possibly empty) with the GLM ``[gMASK]`` scheme.
 
@@ -125,6 +129,8 @@ def decode(
         indices: the sequences' numbers (default ``0..B-1``); the same number gives the same sample in any batch.
         callback: streams ``(index, token)`` as tokens are produced.
         use_cache: False recomputes the whole forward pass at every step (for the speed comparison).
+        step_fn: after the prompt's pass, make each token with this step
+            (:func:`generation.compiled.compiled_next_token`); None runs the eager model.
 
     Returns:
         one :class:`Decoded` per prompt, in input order.
@@ -141,10 +147,19 @@ def decode(
     tok, done = ResidueTokenizer(), {}
     stop_ids = torch.tensor(STOP_IDS, device=param.device)
     length, start = batch.context, 0
+    seed_t = torch.tensor(seed, device=param.device)
     for step in range(max_new_tokens):
-        logits = _next_logits(model, batch, cache, length, start)
-        ids = _choose(logits, batch, allowed, config, seed, step, step < min_new_tokens)
-        batch.log_probs[:, step] = logits.log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
+        if step_fn is not None and cache is not None and start > 0:  # one token per row, compiled
+            ids, batch.log_probs[:, step] = step_fn(
+                model, batch.tokens[:, start], batch.positions[:, :, start], batch.valid[:, :length], cache.keys,
+                cache.values, allowed, batch.seen, batch.rows, config, seed_t,
+                torch.tensor(step, device=param.device), torch.tensor(step < min_new_tokens, device=param.device),
+            )
+            cache.length += 1
+        else:
+            logits = _next_logits(model, batch, cache, length, start)
+            ids = choose(logits, batch.seen, batch.rows, allowed, config, seed, step, step < min_new_tokens)
+            batch.log_probs[:, step] = token_log_probs(logits, ids)
         batch.tokens[:, length] = ids
         batch.seen.scatter_(1, ids[:, None], True)
         stop = torch.isin(ids, stop_ids)
@@ -165,16 +180,28 @@ def decode(
     return [done[i] for i in indices]
 
 
-def _choose(
-    logits: torch.Tensor, batch: _Batch, allowed: torch.Tensor, config: SamplingConfig, seed: int, step: int,
-    too_short: bool,
+def choose(
+    logits: torch.Tensor, seen: torch.Tensor, rows: torch.Tensor, allowed: torch.Tensor, config: SamplingConfig,
+    seed: int | torch.Tensor, step: int | torch.Tensor, too_short: bool | torch.Tensor,
 ) -> torch.Tensor:
-    """Next ids ``[B]``: allowed ids only, no stop while ``too_short``, then the sampling controls and a draw."""
+    """Next ids ``[B]``: allowed ids only, no stop while ``too_short``, then the sampling controls and a draw.
+
+    Args:
+        logits: ``[B, V]``; seen: ``[B, V]`` bool ids in each sequence so far; rows: ``[B]`` sequence numbers.
+        seed, step, too_short: python values, or 0-d tensors (so a compiled step does not specialise on them).
+    """
     x = restrict(logits, allowed)
-    if too_short:
-        x = forbid(x, STOP_IDS, torch.ones_like(batch.rows, dtype=torch.bool))
-    x = process_logits(x, config, batch.seen)
-    return draw(x, uniform(seed, batch.rows, step), greedy=config.temperature == 0)
+    if isinstance(too_short, torch.Tensor):
+        x = forbid(x, STOP_IDS, too_short.expand(rows.shape))
+    elif too_short:
+        x = forbid(x, STOP_IDS, torch.ones_like(rows, dtype=torch.bool))
+    x = process_logits(x, config, seen)
+    return draw(x, uniform(seed, rows, step), greedy=config.temperature == 0)
+
+
+def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``[B]`` log-probabilities of ``ids`` ``[B]`` under ``softmax(logits)`` (the model's, before any filter)."""
+    return logits.log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
 
 
 def _collect(batch: _Batch, stop: torch.Tensor, length: int, step: int, done: dict[int, Decoded]) -> None:

@@ -158,12 +158,14 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def uniform(seed: int, rows: torch.Tensor, step: int, stream: int = 0) -> torch.Tensor:
+def uniform(seed: int | torch.Tensor, rows: torch.Tensor, step: int | torch.Tensor, stream: int = 0) -> torch.Tensor:
     """Counter-based uniform numbers in ``[0, 1)``: one per entry of ``rows`` (``[B]`` int64 sequence ids).
 
-    The value depends only on ``(seed, row, step, stream)``, never on the batch it is drawn in.
+    The value depends only on ``(seed, row, step, stream)``, never on the batch it is drawn in. ``seed`` and
+    ``step`` may be 0-d int64 tensors (a compiled decoding step).
     """
-    x = _hash32(torch.full_like(rows, seed & _MASK32) ^ _hash32(torch.full_like(rows, stream)))
+    base = seed.expand(rows.shape) if isinstance(seed, torch.Tensor) else torch.full_like(rows, seed)
+    x = _hash32(base ^ _hash32(torch.full_like(rows, stream)))
     x = _hash32(x ^ (rows & _MASK32))
     x = _hash32(x ^ (step & _MASK32))
     return (x >> 8).double() / float(1 << 24)

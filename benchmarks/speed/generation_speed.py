@@ -2,16 +2,19 @@
 
 A script, not a test. All numbers are measured in the same run, on the same device and thread count, with random
 weights (speed does not depend on them) and the same shape: layers, hidden size and heads, vocabulary 128.
+xtrimo runs twice: the eager loop, and ``Generator(compile=True)`` (:mod:`generation.compiled`).
 Every sequence is forced to produce exactly ``--new-tokens`` tokens (minimum length = maximum length), with plain
 sampling (temperature 1, no top-k / top-p) on both sides.
 
-    OMP_NUM_THREADS=1 python benchmarks/speed/generation_speed.py                 # 6 layers, 320 wide, 5 heads
+    python benchmarks/speed/generation_speed.py                 # 6 layers, 320 wide, 5 heads, every core
+    OMP_NUM_THREADS=1 python benchmarks/speed/generation_speed.py
     python benchmarks/speed/generation_speed.py --layers 12 --hidden 768 --heads 12 --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -98,35 +101,19 @@ def bare_forward_ms(
     return out[0], out[1]
 
 
-def weight_floor_ms(model: torch.nn.Module, batch: int, steps: int, device: torch.device) -> float:
-    """Milliseconds per step of only the model's linear layers (every weight matrix read once, as one decoding step
-    does), on random inputs of the step's shape: no attention, norms, sampling or Python loop. No decoding loop on
-    the same BLAS kernels at this precision can beat it, so ``HF step / floor`` bounds what such a loop can reach
-    (a hand-written kernel closer to the memory's peak read bandwidth could go lower)."""
-    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = [torch.randn(batch, m.in_features, device=device, dtype=m.weight.dtype) for m in layers]
-    for m, x in zip(layers, inputs):
-        m(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        for m, x in zip(layers, inputs):
-            m(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 1000 * (time.perf_counter() - t0) / steps
-
-
-def build_models(args: argparse.Namespace, device: torch.device) -> tuple[Generator, torch.nn.Module]:
+def build_models(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> tuple[Generator, Generator, torch.nn.Module]:
+    """xtrimo's eager and compiled generators (the same weights) and a GPT-2 of the same shape."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = ModelConfig(name="bench", num_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
                       seq_length=max(1024, args.new_tokens + 8))
-    gen = Generator(XTrimoPGLM(cfg), device)
+    model = XTrimoPGLM(cfg).to(dtype)
+    gen, compiled = Generator(copy.deepcopy(model), device), Generator(model, device, compile=True)
     gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=128, n_positions=cfg.seq_length, n_embd=args.hidden,
                                       n_layer=args.layers, n_head=args.heads, bos_token_id=0, eos_token_id=34))
-    return gen, gpt2.to(device).eval()
+    return gen, compiled, gpt2.to(device, dtype).eval()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,33 +131,33 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    gen, gpt2 = build_models(args, device)
-    gen.model.to(getattr(torch, args.dtype))
-    gpt2.to(getattr(torch, args.dtype))
+    gen, compiled, gpt2 = build_models(args, device, getattr(torch, args.dtype))
     n = args.new_tokens
     print(f"device {device} ({torch.get_num_threads()} threads), {args.layers} layers, hidden {args.hidden}, "
           f"{args.heads} heads; xtrimo {gen.model.num_parameters() / 1e6:.2f}M params, "
-          f"GPT-2 {sum(q.numel() for q in gpt2.parameters()) / 1e6:.2f}M params; {args.dtype}; {n} new tokens per sequence; "
-          f"median of {args.repeats} interleaved rounds")
+          f"GPT-2 {sum(q.numel() for q in gpt2.parameters()) / 1e6:.2f}M params; {args.dtype}; "
+          f"{n} new tokens per sequence; median of {args.repeats} interleaved rounds (compilation in the untimed warm-up)")
     rows = []
     with torch.inference_mode():
         for b in [int(x) for x in args.batches.split(",")]:
-            fns = {"kv": xtrimo_runner(gen, b, n, True), "hf": hf_runner(gpt2, b, n, device)}
+            fns = {"kv": xtrimo_runner(gen, b, n, True), "compiled": xtrimo_runner(compiled, b, n, True),
+                   "hf": hf_runner(gpt2, b, n, device)}
             if str(b) in args.recompute_batches.split(","):
                 fns["full"] = xtrimo_runner(gen, b, n, False)
             t = _timed(fns, args.repeats, device)
-            rows.append((b, b * n / t["kv"], b * n / t["hf"], b * n / t["full"] if "full" in t else None,
-                         *bare_forward_ms(gen, gpt2, b, n, device), weight_floor_ms(gen.model, b, n, device)))
-    print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'ms/step':>8} {'recompute tok/s':>16} {'KV/recompute':>13} "
-          f"{'HF GPT-2 tok/s':>15} {'ms/step':>8} {'xtrimo/HF':>10} {'bare fwd ms: xtrimo':>20} {'GPT-2':>6} "
-          f"{'linear floor ms':>16} {'ceiling':>8}")
-    for b, kv, hf, full, bare_x, bare_h, floor in rows:
-        full_s = f"{full:16.1f} {kv / full:12.1f}x" if full else f"{'-':>16} {'-':>13}"
-        print(f"{b:>5} {kv:16.1f} {1000 * b / kv:8.2f} {full_s} {hf:15.1f} {1000 * b / hf:8.2f} {kv / hf:9.2f}x "
-              f"{bare_x:20.2f} {bare_h:6.2f} {floor:16.2f} {1000 * b / hf / floor:7.2f}x")
-    print("bare fwd: one cached forward step without any sampling or bookkeeping, the floor of any decoding loop")
-    print("linear floor: only the linear layers of one step (each weight matrix read once); ceiling = HF ms/step / "
-          "floor, the largest xtrimo/HF a decoding loop on these BLAS kernels at this precision could reach here")
+            tok_s = {k: b * n / v for k, v in t.items()}
+            rows.append((b, tok_s, *bare_forward_ms(gen, gpt2, b, n, device)))
+    print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'compiled tok/s':>15} {'ms/step':>8} {'recompute tok/s':>16} "
+          f"{'KV/recompute':>13} {'HF GPT-2 tok/s':>15} {'ms/step':>8} {'KV/HF':>6} {'compiled/HF':>12} "
+          f"{'bare fwd ms: xtrimo':>20} {'GPT-2':>6}")
+    for b, r, bare_x, bare_h in rows:
+        full_s = f"{r['full']:16.1f} {r['kv'] / r['full']:12.1f}x" if "full" in r else f"{'-':>16} {'-':>13}"
+        print(f"{b:>5} {r['kv']:16.1f} {r['compiled']:15.1f} {1000 * b / r['compiled']:8.2f} {full_s} {r['hf']:15.1f} "
+              f"{1000 * b / r['hf']:8.2f} {r['kv'] / r['hf']:5.2f}x {r['compiled'] / r['hf']:11.2f}x "
+              f"{bare_x:20.2f} {bare_h:6.2f}")
+    print("KV: the eager cached loop (Generator()); compiled: Generator(compile=True), one torch.compile graph per "
+          "token; recompute: the eager loop without a cache")
+    print("bare fwd: one eager cached forward step without any sampling or bookkeeping, the floor of an eager loop")
 
 
 if __name__ == "__main__":
