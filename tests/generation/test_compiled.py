@@ -18,8 +18,10 @@ TOK = ResidueTokenizer()
 
 
 @pytest.mark.parametrize("name", ["model", "model_2d"])
-@pytest.mark.parametrize("batch", [1, 3])
-def test_one_token_step_equals_the_model(name: str, batch: int, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(("batch", "weight_left"), [(1, False), (3, False), (3, True)])
+def test_one_token_step_equals_the_model(
+    name: str, batch: int, weight_left: bool, request: pytest.FixtureRequest
+) -> None:
     """forward_one against the model's own cached forward: a 7-token left-padded context, then 4 new tokens."""
     m: XTrimoPGLM = request.getfixturevalue(name)
     torch.manual_seed(3)
@@ -38,7 +40,8 @@ def test_one_token_step_equals_the_model(name: str, batch: int, request: pytest.
         for t in range(ctx, ctx + steps):
             ref = m(tokens[:, t : t + 1], position_ids=positions[:, :, t : t + 1],
                     attention_mask=valid[:, None, None, : t + 1], cache=ref_cache)["logits"][:, -1]
-            ours = forward_one(m, tokens[:, t], positions[:, :, t], valid[:, : t + 1], our_cache.keys, our_cache.values)
+            ours = forward_one(m, tokens[:, t], positions[:, :, t], valid[:, : t + 1], our_cache.keys, our_cache.values,
+                               weight_left)
             torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
     for a, b in zip(ref_cache.keys + ref_cache.values, our_cache.keys + our_cache.values):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
