@@ -84,7 +84,7 @@ class Generator:
         compile: make each token after the prompt with one ``torch.compile`` graph
             (:mod:`generation.compiled`): needs a C++ compiler and Python headers on the CPU (Triton on the GPU),
             compiles on first use (about 20 s here; once more for a one-row batch and for each new set of sampling
-            controls), then decodes 2.5-4x faster at batch 1 (README, Speed); samples match the eager loop's
+            controls), then decodes 2-4x faster at batch 1, 1.1-1.8x at 16 (README, Speed); samples match the eager loop's
             (log-probabilities to 1e-5, tested).
     """
 
