@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device {device} ({torch.get_num_threads()} threads), {args.layers} layers, hidden {args.hidden}, "
           f"{args.heads} heads; xtrimo {gen.model.num_parameters() / 1e6:.2f}M params, "
           f"GPT-2 {sum(q.numel() for q in gpt2.parameters()) / 1e6:.2f}M params; {args.dtype}; "
-          f"{n} new tokens per sequence; median of {args.repeats} interleaved rounds (compilation in the untimed warm-up)")
+          f"{n} new tokens per sequence; median of {args.repeats} interleaved rounds "
+          "(compilation in the untimed warm-up)")
     rows = []
     with torch.inference_mode():
         for b in [int(x) for x in args.batches.split(",")]:
