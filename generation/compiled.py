@@ -2,9 +2,9 @@
 
 A cached decoding step of a small model spends most of its time between operators: the eager step of a 6-layer,
 320-wide model runs about 440 of them (counted) for 7.5M multiply-adds per token. Compiled, the step becomes a few
-fused loops. On the CPU a one-row linear layer is written here as a multiply-reduce over the ``[out, in]`` weight, which
-inductor turns into one streaming dot product per output: 26 GB/s of weights on one core of this machine, against
-15 GB/s for MKL's matrix-vector product through ``nn.Linear`` (the whole step's weights: 1.13 vs 2.0 ms).
+fused loops. A one-row linear layer is written here as a multiply-reduce over the ``[out, in]`` weight, which
+inductor turns into one streaming dot product per output on the CPU: 26 GB/s of weights on one core of this
+machine, against 15 GB/s for MKL's matrix-vector product through ``nn.Linear`` (a step's weights: 1.13 vs 2.0 ms).
 
 The batch, the cache length and the attended length are traced as symbols and the step number and seed are
 tensors, so a process compiles once for a one-row batch and once for larger ones, whatever the lengths asked for
