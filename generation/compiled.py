@@ -16,6 +16,11 @@ tests hold the two to 1e-5.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -105,12 +110,25 @@ def next_token(
     return ids, token_log_probs(logits, ids)
 
 
+def check_toolchain() -> None:
+    """Raise a one-line ``RuntimeError`` when inductor cannot build its C++ here (no compiler, no Python headers),
+    instead of a long compiler log at the first token."""
+    cxx = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
+    if shutil.which(cxx) is None and not os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):  # inductor's own fallback
+        raise RuntimeError(f"compiled decoding needs a C++ compiler: {cxx!r} not found (install one or set CXX)")
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.is_file():
+        raise RuntimeError(f"compiled decoding needs the Python headers: {headers} not found (e.g. python3-dev)")
+
+
 def compiled_next_token() -> StepFn:
     """:func:`next_token` under ``torch.compile`` (inductor), the batch and lengths traced as symbols.
 
     Compiles on first use (about 20 s here), again for a one-row batch and for another :class:`SamplingConfig`.
     Only the batch and length dimensions are dynamic: model widths stay constants of the kernels.
+    Raises ``RuntimeError`` at once when the C++ toolchain is missing (:func:`check_toolchain`).
     """
+    check_toolchain()
     step = torch.compile(next_token, options=_INDUCTOR_OPTIONS)
 
     def run(

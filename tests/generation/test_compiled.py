@@ -63,3 +63,9 @@ def test_compiled_decoding_gives_the_eager_samples(model: XTrimoPGLM) -> None:
         assert a.tokens.tolist() == b.tokens.tolist() and a.stopped == b.stopped
         np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-5)
         assert len(a.tokens) >= 3 and "C" not in TOK.decode(a.tokens)
+
+
+def test_missing_compiler_is_one_line(model: XTrimoPGLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler: 'no-such-c\\+\\+-compiler' not found"):
+        Generator(model, "cpu", compile=True)
