@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from xtrimo.generation.decode import StepFn, choose, token_log_probs
-from xtrimo.generation.sampling import SamplingConfig
+from xtrimo.generation.decode import StepFn, choose
+from xtrimo.generation.sampling import SamplingConfig, token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import attention_dtype
 from xtrimo.model.rope import apply_rotary

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from xtrimo.generation.sampling import (
-    STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, uniform,
+    STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, token_log_probs, uniform,
 )
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
@@ -197,11 +197,6 @@ def choose(
         x = forbid(x, STOP_IDS, torch.ones_like(rows, dtype=torch.bool))
     x = process_logits(x, config, seen)
     return draw(x, uniform(seed, rows, step), greedy=config.temperature == 0)
-
-
-def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``[B]`` log-probabilities of ``ids`` ``[B]`` under ``softmax(logits)`` (the model's, before any filter)."""
-    return logits.log_softmax(-1).gather(1, ids[:, None]).squeeze(1)
 
 
 def _collect(batch: _Batch, stop: torch.Tensor, length: int, step: int, done: dict[int, Decoded]) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xtrimo.generation.sampling import token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.objectives.glm import glm_layout
 from xtrimo.objectives.sample import IGNORE_INDEX
@@ -70,7 +71,7 @@ def glm_token_log_probs(
     dev = _device(model)
     logits = model(tokens.to(dev), position_ids=positions.to(dev), division=division.to(dev))["logits"].float()
     keep = labels != IGNORE_INDEX
-    lp = logits.log_softmax(-1).gather(-1, labels.clamp_min(0).to(dev)[..., None]).squeeze(-1).cpu()
+    lp = token_log_probs(logits, labels.clamp_min(0).to(dev)).cpu()
     return [lp[i][keep[i]].numpy() for i in range(b)]
 
 

@@ -21,7 +21,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from xtrimo.generation.sampling import SamplingConfig, draw, process_logits, residue_mask, restrict, uniform
+from xtrimo.generation.sampling import (
+    SamplingConfig, draw, process_logits, residue_mask, restrict, token_log_probs, uniform,
+)
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import EOS_ID, MASK_ID, ResidueTokenizer
 
@@ -94,7 +96,7 @@ def design(
         logits = model(x)["logits"][:, design_pos].float()  # [B, n, V]
         flat = process_logits(restrict(logits, allowed).flatten(0, 1), config)
         picked = draw(flat, uniform(seed, stream.flatten(), it, _TEMPLATE_STREAM), greedy=config.temperature == 0)
-        prob = flat.log_softmax(-1).gather(1, picked[:, None]).view(b, n_design)
+        prob = token_log_probs(flat, picked).view(b, n_design)
         picked = picked.view(b, n_design)
         current = x[:, design_pos]
         x[:, design_pos] = torch.where(masked, picked, current)
