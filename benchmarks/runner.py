@@ -16,12 +16,12 @@ from xtrimo.benchmarks import embed, probe
 from xtrimo.benchmarks.backbones import BackboneConfig, build_backbone
 from xtrimo.benchmarks.data import Examples, Splits, load_splits
 from xtrimo.benchmarks.embed import Backbone
-from xtrimo.benchmarks.heads import TrainSettings
+from xtrimo.benchmarks.heads import TrainSettings, count_parameters
 from xtrimo.benchmarks.tasks import TaskSpec, load_task
 from xtrimo.data.registry import DataNotFoundError
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("probe", "mlp", "lora", "finetune")
+PROTOCOLS = ("probe", "mlp", "tape", "lora", "finetune")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class ProtocolConfig:
     weight_decay: float = 0.01
     batch_size: int = 32
     patience: int = 4
+    steps_per_epoch: int = 200  # tape: optimizer steps between validations (the others validate once per pass)
     lora_r: int = 16
     lora_alpha: int = 16
     lora_dropout: float = 0.0
@@ -109,7 +110,14 @@ def _trained_once(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig, b
     settings = TrainSettings(proto.epochs, proto.lr, proto.weight_decay, proto.batch_size, proto.patience)
     out_dim = 1 if task.problem == "regression" else max(task.num_classes, 2)
     train = split.train
-    if proto.name == "mlp":
+    if proto.name == "tape":
+        from xtrimo.benchmarks.tape_head import train_tape
+
+        data = [(_matrix(table, ex), np.asarray(ex.targets)) for ex in (train, split.valid, split.test)]
+        value, best, epoch, head = train_tape(task.problem, out_dim, task.metric, *data, settings,
+                                              proto.steps_per_epoch, proto.hidden, seed)
+        res = finetune.TrainedResult(value, best, epoch, *count_parameters(head))
+    elif proto.name == "mlp":
         x = [_matrix(table, ex) for ex in (train, split.valid, split.test)]
         res = finetune.train_mlp(task.problem, out_dim, task.metric, x[0], train.targets, x[1], split.valid.targets,
                                  x[2], split.test.targets, settings, proto.hidden, seed)
@@ -128,6 +136,8 @@ def unsupported(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig) -> 
         return f"unknown protocol {proto.name!r}; valid: {', '.join(PROTOCOLS)}"
     if proto.name != "probe" and task.type not in ("per_protein", "sequence_pair"):
         return f"protocol {proto.name} is implemented for per-protein and sequence-pair tasks; {task.type} uses probe"
+    if proto.name == "tape" and task.type != "per_protein":
+        return f"protocol tape is TAPE's per-protein head (attention pooling over residues); {task.type} uses probe"
     if proto.name in ("lora", "finetune") and bcfg.name not in ("xtrimo", "random"):
         return f"protocol {proto.name} trains an xtrimo backbone; backbone={bcfg.name} has no weights to adapt"
     return None
@@ -142,8 +152,8 @@ def _task_protocol(task: TaskSpec, proto: ProtocolConfig) -> ProtocolConfig:
     return replace(proto, **values)
 
 
-def _pool_mode(task: TaskSpec, backbone_name: str) -> str:
-    if task.type in ("per_residue", "residue_pair"):
+def _pool_mode(task: TaskSpec, backbone_name: str, protocol: str) -> str:
+    if task.type in ("per_residue", "residue_pair") or protocol == "tape":
         return "none"
     return task.onehot_pool if backbone_name == "onehot" else "mean"
 
@@ -175,10 +185,11 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     seeds = proto.seeds if (carved or subsampled or proto.name != "probe") else proto.seeds[:1]
     splits = [_capped(sp, proto, seed) for sp, seed in zip([first] + [load_splits(task, s) for s in seeds[1:]], seeds)]
     backbone = backbone or build_backbone(bcfg)
-    frozen = proto.name in ("probe", "mlp")  # LoRA / fine-tuning embed inside their own forward passes
+    frozen = proto.name in ("probe", "mlp", "tape")  # LoRA / fine-tuning embed inside their own forward passes
     table = {}
     if frozen:
-        table = _unique_features(backbone, splits, _pool_mode(task, bcfg.name), cache_dir, bcfg.batch_tokens, memo)
+        mode = _pool_mode(task, bcfg.name, proto.name)
+        table = _unique_features(backbone, splits, mode, cache_dir, bcfg.batch_tokens, memo)
     runs = []
     for seed, split in zip(seeds, splits):
         if proto.name == "probe":

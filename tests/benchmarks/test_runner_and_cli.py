@@ -186,8 +186,8 @@ def test_task_protocol_overrides(synthetic_dataset: str) -> None:
 
 
 def test_tape_bag_of_residues_rows(shared_data: Path) -> None:
-    """The README's TAPE rows: ridge on TAPE's one-hot features (the bag of tokens over <cls> seq <sep>),
-    published One Hot 0.14 / 0.19."""
+    """The suite's TAPE rows (README): ridge on the PyTorch rewrite's one-hot features (the mean over
+    <cls> seq <sep>); TAPE's own One Hot model (0.14 / 0.19) is protocol=tape, tested in test_tape_head.py."""
     for task, ours, published in (("fluorescence", 0.311, 0.14), ("stability", 0.160, 0.19)):
         result = run_named(task, BackboneConfig(), ProtocolConfig())
         assert result["baseline"] == published and result["value"] == pytest.approx(ours, abs=2e-3)
