@@ -64,9 +64,10 @@ def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 1638
 
 def pool(per_residue: list[np.ndarray], mode: str) -> np.ndarray:
     """``[N, H]`` (mean over residues) or ``[N, L_max * H]`` (flatten: position-wise features, zero-padded to the
-    longest sequence given; meant for aligned sets such as mutational scans), or ``[N, H + 2]`` (tape: TAPE's
-    one-hot model, ``tape/models/modeling_onehot.py``, averages the one-hot tokens of ``<cls> seq <sep>``; the two
-    special tokens get a column each, so the features carry ``1 / (L + 2)``, the length).
+    longest sequence given; meant for aligned sets such as mutational scans), or ``[N, H + 2]`` (tape: the one-hot
+    model of TAPE's PyTorch rewrite, ``tape/models/modeling_onehot.py``, averages the one-hot tokens of
+    ``<cls> seq <sep>``; the two special tokens get a column each, so the features carry ``1 / (L + 2)``, the
+    length).
 
     Raises:
         ValueError: unknown mode.

@@ -68,7 +68,7 @@ class TaskSpec:
     split_note: str | None = None  # how the shared copy differs from the paper's split
     max_length: int = 1024  # longer sequences are cropped (first residues) before embedding
     onehot_pool: str = "mean"  # one-hot baseline pooling: mean (composition), flatten (fixed-length tasks) or tape
-    #   (TAPE's one-hot model: the mean over <cls> seq <sep>, see benchmarks.embed.pool)
+    #   (the one-hot model of TAPE's PyTorch rewrite: the mean over <cls> seq <sep>, see benchmarks.embed.pool)
     baseline: float | None = None  # published number to compare with (one-hot / ridge row)
     baseline_source: str | None = None
     probe: ProbeSpec = field(default_factory=ProbeSpec)
