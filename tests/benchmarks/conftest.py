@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from xtrimo.benchmarks.tasks import DataSpec, TaskSpec
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import DatasetSpec, RemoteFile, register, sha256sum
 from xtrimo.model.glm import XTrimoPGLM
@@ -52,3 +54,19 @@ def synthetic_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     register(DatasetSpec("bench_synthetic", "test data", "CC0", "tests/benchmarks/conftest.py", files))
     monkeypatch.setenv("XTRIMO_DATA_DIR", str(root))
     return "bench_synthetic"
+
+
+@pytest.fixture
+def synthetic_task(synthetic_dataset: str) -> Callable[..., TaskSpec]:
+    """``synthetic_task(problem)``: a task on ``synthetic_dataset``, the K + R fraction (``regression``) or its
+    label (``binary``)."""
+
+    def make(problem: str = "regression") -> TaskSpec:
+        suffix = "" if problem == "regression" else "_cls"
+        data = DataSpec(dataset=synthetic_dataset, train=f"train{suffix}.csv.gz", valid=f"valid{suffix}.csv.gz",
+                        test=f"test{suffix}.csv.gz")
+        metric = "spearman" if problem == "regression" else "accuracy"
+        return TaskSpec(name="synthetic", problem=problem, num_classes=2 if problem != "regression" else 1,
+                        metric=metric, data=data)
+
+    return make

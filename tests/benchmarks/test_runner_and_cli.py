@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import csv
 import json
 from pathlib import Path
@@ -14,42 +15,35 @@ from xtrimo.benchmarks.cli import bench_main, embed_main
 from xtrimo.benchmarks.finetune import LORA_TARGETS, apply_lora
 from xtrimo.benchmarks.heads import count_parameters
 from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task
-from xtrimo.benchmarks.tasks import DataSpec, TaskSpec
+from xtrimo.benchmarks.tasks import TaskSpec
 from xtrimo.model.glm import XTrimoPGLM
 
-
-def _task(dataset: str, problem: str = "regression") -> TaskSpec:
-    suffix = "" if problem == "regression" else "_cls"
-    data = DataSpec(dataset=dataset, train=f"train{suffix}.csv.gz", valid=f"valid{suffix}.csv.gz",
-                    test=f"test{suffix}.csv.gz")
-    metric = "spearman" if problem == "regression" else "accuracy"
-    return TaskSpec(name="synthetic", problem=problem, num_classes=2 if problem != "regression" else 1,
-                    metric=metric, data=data)
+MakeTask = Callable[..., TaskSpec]  # the synthetic_task fixture
 
 
-def test_onehot_probe_learns_composition(synthetic_dataset: str) -> None:
-    result = run_task(_task(synthetic_dataset), BackboneConfig(), ProtocolConfig(seeds=[0]))
+def test_onehot_probe_learns_composition(synthetic_task: MakeTask) -> None:
+    result = run_task(synthetic_task(), BackboneConfig(), ProtocolConfig(seeds=[0]))
     assert result["status"] == "ok" and result["value"] > 0.9
     assert result["n"] == {"train": 120, "valid": 40, "test": 60}
 
 
-def test_checkpoint_probe_with_cache(synthetic_dataset: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_checkpoint_probe_with_cache(synthetic_task: MakeTask, tiny_checkpoint: Path, tmp_path: Path) -> None:
     bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
-    result = run_task(_task(synthetic_dataset, "binary"), bcfg, ProtocolConfig(seeds=[0, 1]), str(tmp_path / "c"))
+    result = run_task(synthetic_task("binary"), bcfg, ProtocolConfig(seeds=[0, 1]), str(tmp_path / "c"))
     assert result["status"] == "ok" and result["seeds"] == [0]  # fixed splits + probe: one deterministic run
     assert 0.0 <= result["value"] <= 1.0 and result["fingerprint"].startswith("xtrimo-")
     assert len(list((tmp_path / "c").glob("*.npy"))) == 1
 
 
 @pytest.mark.parametrize("problem", ["regression", "binary"])
-def test_mlp_protocol(synthetic_dataset: str, problem: str) -> None:
+def test_mlp_protocol(synthetic_task: MakeTask, problem: str) -> None:
     proto = ProtocolConfig(name="mlp", seeds=[0, 1], epochs=30, lr=3e-3)
-    result = run_task(_task(synthetic_dataset, problem), BackboneConfig(), proto)
+    result = run_task(synthetic_task(problem), BackboneConfig(), proto)
     assert result["status"] == "ok" and len(result["values"]) == 2
     assert result["value"] > (0.7 if problem == "regression" else 0.6)
 
 
-def test_lora_trains_only_adapters_and_head(synthetic_dataset: str, tiny_checkpoint: Path) -> None:
+def test_lora_trains_only_adapters_and_head(synthetic_task: MakeTask, tiny_checkpoint: Path) -> None:
     model = apply_lora(XTrimoPGLM.from_pretrained(tiny_checkpoint))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
@@ -61,22 +55,22 @@ def test_lora_trains_only_adapters_and_head(synthetic_dataset: str, tiny_checkpo
 
     bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
     proto = ProtocolConfig(name="lora", seeds=[0], epochs=1, lr=1e-3, batch_size=16)
-    result = run_task(_task(synthetic_dataset), bcfg, proto)
+    result = run_task(synthetic_task(), bcfg, proto)
     run = result["runs"][0]
     head = (64 * 128 + 128) + (128 * 1 + 1)
     assert run["trainable_params"] == cfg.num_layers * per_layer + head
     assert run["total_params"] == XTrimoPGLM.from_pretrained(tiny_checkpoint).num_parameters() + run["trainable_params"]
 
 
-def test_finetune_trains_everything(synthetic_dataset: str, tiny_checkpoint: Path) -> None:
+def test_finetune_trains_everything(synthetic_task: MakeTask, tiny_checkpoint: Path) -> None:
     bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
-    result = run_task(_task(synthetic_dataset), bcfg, ProtocolConfig(name="finetune", seeds=[0], epochs=1))
+    result = run_task(synthetic_task(), bcfg, ProtocolConfig(name="finetune", seeds=[0], epochs=1))
     run = result["runs"][0]
     assert run["trainable_params"] == run["total_params"] and np.isfinite(result["value"])
 
 
-def test_unsupported_combinations_are_skipped_with_reason(synthetic_dataset: str) -> None:
-    result = run_task(_task(synthetic_dataset), BackboneConfig(), ProtocolConfig(name="lora"))
+def test_unsupported_combinations_are_skipped_with_reason(synthetic_task: MakeTask) -> None:
+    result = run_task(synthetic_task(), BackboneConfig(), ProtocolConfig(name="lora"))
     assert result["status"] == "skipped" and "has no weights to adapt" in result["reason"]
     absent = run_named("fold_prediction", BackboneConfig(), ProtocolConfig())
     assert absent["status"] == "skipped" and "not in ../shared/data" in absent["reason"]
@@ -173,10 +167,10 @@ def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: 
     assert "bad.csv.gz: row 2 (line 3) has 3 fields, expected 2" in results[0]["reason"]
 
 
-def test_task_protocol_overrides(synthetic_dataset: str) -> None:
+def test_task_protocol_overrides(synthetic_task: MakeTask) -> None:
     from xtrimo.benchmarks.runner import _task_protocol
 
-    task = _task(synthetic_dataset)
+    task = synthetic_task()
     task.protocol_overrides = {"mlp": {"lr": 5e-4, "epochs": 2}}
     assert _task_protocol(task, ProtocolConfig(name="mlp")).epochs == 2
     assert _task_protocol(task, ProtocolConfig(name="probe")) == ProtocolConfig(name="probe")

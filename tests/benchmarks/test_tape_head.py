@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import torch
 
 from xtrimo.benchmarks.backbones import BackboneConfig
 from xtrimo.benchmarks.cli import compose
-from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task, unsupported
 from xtrimo.benchmarks.heads import TrainSettings
+from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task, unsupported
 from xtrimo.benchmarks.tape_head import TapeHead, WeightNormLinear, predict, train_tape
-from xtrimo.benchmarks.tasks import DataSpec, TaskSpec
+from xtrimo.benchmarks.tasks import TaskSpec
+
+MakeTask = Callable[..., TaskSpec]  # the synthetic_task fixture
 
 
 def test_weight_norm_linear_is_unit_norm_rows_at_init() -> None:
@@ -37,30 +40,22 @@ def test_attention_pooling_ignores_padding_and_residue_order() -> None:
     np.testing.assert_allclose(shuffled, alone, rtol=1e-5, atol=1e-6)
 
 
-def _task(dataset: str, problem: str) -> TaskSpec:
-    suffix = "" if problem == "regression" else "_cls"
-    data = DataSpec(dataset=dataset, train=f"train{suffix}.csv.gz", valid=f"valid{suffix}.csv.gz",
-                    test=f"test{suffix}.csv.gz")
-    return TaskSpec(name="synthetic", problem=problem, num_classes=1 if problem == "regression" else 2,
-                    metric="spearman" if problem == "regression" else "accuracy", data=data)
-
-
 @pytest.mark.parametrize("problem", ["regression", "binary"])
-def test_tape_protocol_learns_composition(synthetic_dataset: str, problem: str) -> None:
+def test_tape_protocol_learns_composition(synthetic_task: MakeTask, problem: str) -> None:
     """The target is the K + R fraction: a reweighted composition, which TAPE's one-hot model can express."""
     proto = ProtocolConfig(name="tape", seeds=[0], epochs=30, steps_per_epoch=25, batch_size=16, lr=3e-3,
                            patience=10, hidden=32)
-    result = run_task(_task(synthetic_dataset, problem), BackboneConfig(), proto)
+    result = run_task(synthetic_task(problem), BackboneConfig(), proto)
     assert result["status"] == "ok" and result["value"] > (0.8 if problem == "regression" else 0.75)
     h, out = 21, 1 if problem == "regression" else 2  # one-hot width; the head's parameters, counted by hand
     head = 2 * h + (h + 2) + 2 * h + (h * 32 + 2 * 32) + (32 * out + 2 * out)
     assert result["runs"][0]["trainable_params"] == result["runs"][0]["total_params"] == head
 
 
-def test_tape_protocol_on_checkpoint_features(synthetic_dataset: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_tape_protocol_on_checkpoint_features(synthetic_task: MakeTask, tiny_checkpoint: Path, tmp_path: Path) -> None:
     bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
     proto = ProtocolConfig(name="tape", seeds=[0], epochs=2, steps_per_epoch=3, batch_size=8, hidden=16)
-    result = run_task(_task(synthetic_dataset, "regression"), bcfg, proto, str(tmp_path / "cache"))
+    result = run_task(synthetic_task("regression"), bcfg, proto, str(tmp_path / "cache"))
     assert result["status"] == "ok" and np.isfinite(result["value"])
     assert result["runs"][0]["trainable_params"] == 2 * 64 + 66 + 2 * 64 + (64 * 16 + 32) + (16 + 2)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1  # per-residue features, cached
