@@ -28,8 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xtrimo.benchmarks import metrics
-from xtrimo.benchmarks.heads import TrainSettings
+from xtrimo.benchmarks.heads import TrainSettings, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -76,23 +75,18 @@ def _batch(rows: list[np.ndarray], idx: np.ndarray) -> tuple[torch.Tensor, torch
     return x, torch.arange(x.shape[1]) < torch.tensor(lengths).unsqueeze(1)
 
 
-@torch.no_grad()
-def predict(head: TapeHead, rows: list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """Raw outputs ``[N, out]`` of ``head`` in evaluation mode."""
+def _evaluate(head: TapeHead, rows: list[np.ndarray], y: np.ndarray, metric: str, problem: str
+              ) -> tuple[float, np.ndarray]:
+    """``metric`` and the scores of ``head`` in evaluation mode (see :func:`heads.evaluate`)."""
     head.eval()
-    return torch.cat([head(*_batch(rows, np.arange(s, min(len(rows), s + batch_size))))
-                      for s in range(0, len(rows), batch_size)]).numpy()
+    return evaluate(lambda idx: head(*_batch(rows, np.asarray(idx))), len(rows), y, metric, problem, 256)
 
 
-def _key_metric(problem: str, y: np.ndarray, out: np.ndarray) -> float:
+def _key_metric(problem: str, y: np.ndarray, scores: np.ndarray) -> float:
     """TAPE's model-selection metric, as a score to maximise: -MAE (regression) or accuracy."""
     if problem == "regression":
-        return -float(np.abs(out[:, 0] - y).mean())
-    return float((out.argmax(1) == y).mean())
-
-
-def _scores(problem: str, out: np.ndarray) -> np.ndarray:
-    return out[:, 0] if problem == "regression" else torch.from_numpy(out).softmax(-1).numpy()
+        return -float(np.abs(scores - y).mean())
+    return float((scores.argmax(1) == y).mean())
 
 
 def train_tape(problem: str, out_dim: int, metric: str, train: tuple[list[np.ndarray], np.ndarray],
@@ -137,7 +131,8 @@ def train_tape(problem: str, out_dim: int, metric: str, train: tuple[list[np.nda
             nn.utils.clip_grad_norm_(head.parameters(), 1.0)
             opt.step()
             sched.step()
-        score = np.nan_to_num(_key_metric(problem, np.asarray(yva), predict(head, xva)), nan=-np.inf)
+        scores = _evaluate(head, xva, np.asarray(yva), metric, problem)[1]
+        score = np.nan_to_num(_key_metric(problem, np.asarray(yva), scores), nan=-np.inf)
         log.info("tape epoch %d: loss %.4f, valid key metric %.4f", epoch, loss.item(), score)
         if score > best or best_state is None:
             best, best_epoch, stale, best_state = score, epoch, 0, copy.deepcopy(head.state_dict())
@@ -146,5 +141,5 @@ def train_tape(problem: str, out_dim: int, metric: str, train: tuple[list[np.nda
             if stale >= settings.patience:
                 break
     head.load_state_dict(best_state)
-    value = metrics.compute(metric, np.asarray(yte), _scores(problem, predict(head, xte)))
+    value = _evaluate(head, xte, np.asarray(yte), metric, problem)[0]
     return value, abs(best) if problem == "regression" else best, best_epoch, head

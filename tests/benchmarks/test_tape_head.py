@@ -13,7 +13,7 @@ from xtrimo.benchmarks.backbones import BackboneConfig
 from xtrimo.benchmarks.cli import compose
 from xtrimo.benchmarks.heads import TrainSettings
 from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task, unsupported
-from xtrimo.benchmarks.tape_head import TapeHead, WeightNormLinear, predict, train_tape
+from xtrimo.benchmarks.tape_head import TapeHead, WeightNormLinear, _batch, train_tape
 from xtrimo.benchmarks.tasks import TaskSpec
 
 MakeTask = Callable[..., TaskSpec]  # the synthetic_task fixture
@@ -33,10 +33,14 @@ def test_attention_pooling_ignores_padding_and_residue_order() -> None:
     head = TapeHead(11, 3, hidden=17).eval()
     rng = np.random.default_rng(0)
     short, long_ = rng.normal(size=(13, 11)).astype(np.float32), rng.normal(size=(17, 11)).astype(np.float32)
-    alone = predict(head, [short])
-    together = predict(head, [long_, short])  # short is padded to 17 with zeros
+    def predict(rows: list[np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return head(*_batch(rows, np.arange(len(rows)))).numpy()
+
+    alone = predict([short])
+    together = predict([long_, short])  # short is padded to 17 with zeros
     np.testing.assert_allclose(together[1], alone[0], rtol=1e-5, atol=1e-6)
-    shuffled = predict(head, [short[rng.permutation(13)]])  # attention pooling is a weighted bag: no positions
+    shuffled = predict([short[rng.permutation(13)]])  # attention pooling is a weighted bag: no positions
     np.testing.assert_allclose(shuffled, alone, rtol=1e-5, atol=1e-6)
 
 
