@@ -29,7 +29,9 @@ class BackboneConfig:
     name: str = "onehot"
     checkpoint: str | None = None  # xtrimo / random: checkpoint directory (random uses only its config.yaml)
     esm_file: str | None = None  # esm2: a local fair-esm .pt file
-    layer: int = -1  # hidden state to read: -1 = after the final LayerNorm
+    layer: int = -1  # hidden state to read: 0 = embedding output, i = after block i, -1 = after the final LayerNorm
+    layers: list[int] | None = None  # probe: candidate hidden states (overrides layer); the probe keeps the one
+    # with the best validation metric, per task and seed, alongside its alpha / C
     seed: int = 0  # random control
     device: str = "cpu"
     batch_tokens: int = 16384  # token budget per forward pass (padding included)
@@ -51,6 +53,7 @@ class OneHotBackbone:
     cacheable = False
     fingerprint = "onehot-v1"
     dim = len(STANDARD_RESIDUES) + 1
+    layers = (-1,)
 
     def __init__(self) -> None:
         self._lut = np.full(256, len(STANDARD_RESIDUES), dtype=np.int64)
@@ -63,24 +66,43 @@ class OneHotBackbone:
         return [eye[self._lut[np.frombuffer(s.encode("latin-1"), dtype=np.uint8)]] for s in seqs]
 
 
+def _check_layers(layers: list[int], num_states: int) -> list[int]:
+    """``layers`` as indices into ``num_states`` hidden states (-1 = the last); one-line ValueError if out of range."""
+    if not layers:
+        raise ValueError("backbone.layers: give at least one hidden-state index")
+    for layer in layers:
+        if not -num_states <= layer < num_states:
+            raise ValueError(f"backbone.layer(s): {layer} is out of range; this model has hidden states "
+                             f"0..{num_states - 1} (0 = embedding output, -1 = the final one)")
+    return list(layers)
+
+
+def _layers_tag(layers: list[int]) -> str:
+    return "L" + ",".join(map(str, layers))
+
+
 class XTrimoBackbone:
-    """Frozen xtrimo model; input residues + ``<eos>`` (the released encoding), ``<eos>`` and padding dropped."""
+    """Frozen xtrimo model; input residues + ``<eos>`` (the released encoding), ``<eos>`` and padding dropped.
+
+    With several ``layers`` the features are those hidden states side by side, ``[L, len(layers) * H]``.
+    """
 
     cacheable = True
 
-    def __init__(self, model: torch.nn.Module, name: str, fingerprint: str, layer: int = -1,
+    def __init__(self, model: torch.nn.Module, name: str, fingerprint: str, layers: list[int] | None = None,
                  device: str = "cpu") -> None:
         self.model = model.to(device).eval()
-        self.name, self.fingerprint, self.layer, self.device = name, f"{fingerprint}-L{layer}", layer, device
-        self.dim = model.config.hidden_size
+        self.layers = _check_layers(layers or [-1], model.config.num_layers + 1)
+        self.name, self.fingerprint, self.device = name, f"{fingerprint}-{_layers_tag(self.layers)}", device
+        self.dim = model.config.hidden_size * len(self.layers)
         self.tokenizer = ResidueTokenizer()
 
     @torch.no_grad()
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
-        """One ``[L_i, H]`` float32 array per sequence (the hidden state of ``layer``)."""
+        """One ``[L_i, dim]`` float32 array per sequence (the hidden states of ``layers``, concatenated)."""
         tokens = self.tokenizer.batch_encode(seqs).to(self.device)
-        out = self.model(tokens, return_logits=False, output_hidden_states=self.layer != -1)
-        states = out["last_hidden_state"] if self.layer == -1 else out["hidden_states"][self.layer]
+        out = self.model(tokens, return_logits=False, output_hidden_states=self.layers != [-1])
+        states = torch.cat([out["last_hidden_state"] if k == -1 else out["hidden_states"][k] for k in self.layers], -1)
         states = states.float().cpu().numpy()
         return [states[i, : len(s)] for i, s in enumerate(seqs)]
 
@@ -90,7 +112,7 @@ class ESMBackbone:
 
     cacheable = True
 
-    def __init__(self, path: str, layer: int = -1, device: str = "cpu") -> None:
+    def __init__(self, path: str, layers: list[int] | None = None, device: str = "cpu") -> None:
         import argparse
 
         import esm
@@ -101,17 +123,18 @@ class ESMBackbone:
             self.model, alphabet = esm.pretrained.load_model_and_alphabet_local(path)
         self.model = self.model.to(device).eval()
         self.converter = alphabet.get_batch_converter()
-        self.layer = self.model.num_layers if layer == -1 else layer
+        num_states = self.model.num_layers + 1
+        self.layers = [k % num_states for k in _check_layers(layers or [-1], num_states)]
         self.name, self.device = "esm2", device
-        self.fingerprint = f"esm2-{_file_digest(Path(path))}-L{self.layer}"
-        self.dim = self.model.embed_dim
+        self.fingerprint = f"esm2-{_file_digest(Path(path))}-{_layers_tag(self.layers)}"
+        self.dim = self.model.embed_dim * len(self.layers)
 
     @torch.no_grad()
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
-        """One ``[L_i, H]`` float32 array per sequence (representation of ``layer``)."""
+        """One ``[L_i, dim]`` float32 array per sequence (representations of ``layers``, concatenated)."""
         _, _, tokens = self.converter([(str(i), s) for i, s in enumerate(seqs)])
-        reps = self.model(tokens.to(self.device), repr_layers=[self.layer])["representations"][self.layer]
-        reps = reps.float().cpu().numpy()
+        reps = self.model(tokens.to(self.device), repr_layers=self.layers)["representations"]
+        reps = torch.cat([reps[k] for k in self.layers], -1).float().cpu().numpy()
         return [reps[i, 1 : len(s) + 1] for i, s in enumerate(seqs)]
 
 
@@ -143,9 +166,9 @@ def build_backbone(cfg: BackboneConfig) -> OneHotBackbone | XTrimoBackbone | ESM
         if not cfg.checkpoint:
             raise ValueError(f"backbone={cfg.name} needs backbone.checkpoint=DIR")
         model, fingerprint = load_xtrimo(cfg.checkpoint, cfg.name == "random", cfg.seed)
-        return XTrimoBackbone(model, cfg.name, fingerprint, cfg.layer, cfg.device)
+        return XTrimoBackbone(model, cfg.name, fingerprint, cfg.layers or [cfg.layer], cfg.device)
     if cfg.name == "esm2":
         if not cfg.esm_file or not Path(cfg.esm_file).is_file():
             raise ValueError(f"backbone=esm2 needs backbone.esm_file=<local fair-esm .pt>, got {cfg.esm_file!r}")
-        return ESMBackbone(cfg.esm_file, cfg.layer, cfg.device)
+        return ESMBackbone(cfg.esm_file, cfg.layers or [cfg.layer], cfg.device)
     raise ValueError(f"unknown backbone {cfg.name!r}; valid: {', '.join(BACKBONES)}")

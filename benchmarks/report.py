@@ -47,6 +47,12 @@ def _json_default(obj: object) -> object:
     return str(obj)
 
 
+def _chosen_layers(result: dict) -> str:
+    """The hidden states the probe chose per seed (``backbone.layers``), e.g. ``2/2/3``; "" without selection."""
+    picked = [str(run["chosen"]["layer"]) for run in result.get("runs", []) if "layer" in run.get("chosen", {})]
+    return "/".join(picked)
+
+
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -62,6 +68,9 @@ def summary_rows(results: list[dict]) -> list[dict]:
         if r.get("subsampled"):
             n = r["n"]
             note = f"subsampled to {n['train']} / {n['valid']} / {n['test']} (train / valid / test). {note}"
+        chosen = [(name, _chosen_layers(x)) for name, x in (("", r), ("control ", control)) if _chosen_layers(x)]
+        if chosen:
+            note = "hidden state chosen on valid: " + ", ".join(f"{name}{ks}" for name, ks in chosen) + f". {note}"
         rows.append({
             "task": r["task"], "paper_task": r.get("paper_task") or "", "category": r["category"],
             "metric": r["metric"], "value": _fmt(r.get("value")), "std": _fmt(r.get("std")),

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from xtrimo.benchmarks import embed, probe
+from xtrimo.benchmarks import embed, metrics, probe
 from xtrimo.benchmarks.backbones import BackboneConfig, build_backbone
 from xtrimo.benchmarks.data import Examples, Splits, load_splits
 from xtrimo.benchmarks.embed import Backbone
@@ -90,6 +90,29 @@ def _probe_once(task: TaskSpec, table: dict, split: Splits, seed: int) -> dict:
     return {"value": res.value, "valid_value": res.valid_value, "chosen": res.chosen}
 
 
+def _layer_tables(table: dict, layers: list[int]) -> list[dict]:
+    """One table per hidden state when the features hold several side by side (views, no copies)."""
+    if len(layers) == 1:
+        return [table]
+    dim = next(iter(table.values())).shape[-1] // len(layers)
+    return [{s: v[..., k * dim : (k + 1) * dim] for s, v in table.items()} for k in range(len(layers))]
+
+
+def _probe_layers(task: TaskSpec, tables: list[dict], layers: list[int], split: Splits, seed: int) -> dict:
+    """:func:`_probe_once` on each candidate hidden state; the best validation metric picks it (test never looks)."""
+    sign = 1.0 if metrics.HIGHER_IS_BETTER[task.metric] else -1.0
+    best = None
+    for layer, table in zip(layers, tables):
+        run = _probe_once(task, table, split, seed)
+        key = np.nan_to_num(sign * run["valid_value"], nan=-np.inf)
+        if len(layers) > 1:
+            run["chosen"] = {"layer": layer, **run["chosen"]}
+            log.info("%s seed %d layer %d: valid %s = %.4f", task.name, seed, layer, task.metric, run["valid_value"])
+        if best is None or key > best[0]:
+            best = (key, run)
+    return best[1]
+
+
 def _cap(ex: Examples, limit: int, seed: int) -> Examples:
     if limit <= 0 or len(ex) <= limit:
         return ex
@@ -136,6 +159,8 @@ def unsupported(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig) -> 
         return f"unknown protocol {proto.name!r}; valid: {', '.join(PROTOCOLS)}"
     if proto.name != "probe" and task.type not in ("per_protein", "sequence_pair"):
         return f"protocol {proto.name} is implemented for per-protein and sequence-pair tasks; {task.type} uses probe"
+    if proto.name != "probe" and len(bcfg.layers or []) > 1:
+        return f"backbone.layers (choosing a hidden state on validation) is for protocol=probe, not {proto.name}"
     if proto.name == "tape" and task.type != "per_protein":
         return f"protocol tape is TAPE's per-protein head (attention pooling over residues); {task.type} uses probe"
     if proto.name in ("lora", "finetune") and bcfg.name not in ("xtrimo", "random"):
@@ -190,10 +215,11 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     if frozen:
         mode = _pool_mode(task, bcfg.name, proto.name)
         table = _unique_features(backbone, splits, mode, cache_dir, bcfg.batch_tokens, memo)
+    layers = list(getattr(backbone, "layers", [-1]))
     runs = []
     for seed, split in zip(seeds, splits):
         if proto.name == "probe":
-            runs.append(_probe_once(task, table, split, seed))
+            runs.append(_probe_layers(task, _layer_tables(table, layers), layers, split, seed))
         else:
             runs.append(_trained_once(task, proto, bcfg, backbone, table, split, seed))
         log.info("%s seed %d: test %s = %.4f", task.name, seed, task.metric, runs[-1]["value"])

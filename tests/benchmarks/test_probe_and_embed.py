@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,23 @@ def test_xtrimo_embeddings_ignore_padding_and_eos(tiny_checkpoint: Path) -> None
     alone = backbone.embed(seqs[:1])[0]
     assert together[0].shape == (13, 64) and together[1].shape == (19, 64)
     np.testing.assert_allclose(together[0], alone, atol=1e-5)
+
+
+def test_layers_put_hidden_states_side_by_side(tiny_checkpoint: Path) -> None:
+    seqs = ["MKTAYIAKQRQIS", "MLSEGEWQLVLHVWAKVEA"]
+    cfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    several = build_backbone(replace(cfg, layers=[0, 1, -1]))
+    assert several.dim == 3 * 64 and several.fingerprint.endswith("-L0,1,-1")
+    feats = several.embed(seqs)
+    for k, layer in enumerate([0, 1, -1]):
+        alone = build_backbone(replace(cfg, layer=layer)).embed(seqs)
+        for both, one in zip(feats, alone):
+            np.testing.assert_allclose(both[:, k * 64 : (k + 1) * 64], one, atol=1e-6)
+    # the embedding output differs from the last state; state 2 of a 2-block model is the final one
+    assert not np.allclose(feats[0][:, :64], feats[0][:, 128:])
+    np.testing.assert_allclose(build_backbone(replace(cfg, layer=2)).embed(seqs)[0], feats[0][:, 128:], atol=1e-6)
+    with pytest.raises(ValueError, match=r"backbone.layer\(s\): 3 is out of range; .*hidden states 0..2"):
+        build_backbone(replace(cfg, layers=[0, 3]))
 
 
 def test_random_control_differs_and_is_reproducible(tiny_checkpoint: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import csv
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -33,6 +34,22 @@ def test_checkpoint_probe_with_cache(synthetic_task: MakeTask, tiny_checkpoint: 
     assert result["status"] == "ok" and result["seeds"] == [0]  # fixed splits + probe: one deterministic run
     assert 0.0 <= result["value"] <= 1.0 and result["fingerprint"].startswith("xtrimo-")
     assert len(list((tmp_path / "c").glob("*.npy"))) == 1
+
+
+@pytest.mark.parametrize("problem", ["regression", "binary"])
+def test_probe_chooses_the_hidden_state_on_validation(synthetic_task: MakeTask, tiny_checkpoint: Path,
+                                                      problem: str) -> None:
+    bcfg = BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint))
+    proto = ProtocolConfig(seeds=[0])
+    single = {k: run_task(synthetic_task(problem), replace(bcfg, layer=k), proto) for k in (0, 1, -1)}
+    chosen = run_task(synthetic_task(problem), replace(bcfg, layers=[0, 1, -1]), proto)
+    run = chosen["runs"][0]
+    best = max(single, key=lambda k: single[k]["runs"][0]["valid_value"])
+    assert run["chosen"]["layer"] == best
+    assert run["valid_value"] == pytest.approx(single[best]["runs"][0]["valid_value"])
+    assert chosen["value"] == pytest.approx(single[best]["value"])
+    mlp = run_task(synthetic_task(problem), replace(bcfg, layers=[0, -1]), ProtocolConfig(name="mlp"))
+    assert mlp["status"] == "skipped" and "backbone.layers" in mlp["reason"]
 
 
 @pytest.mark.parametrize("problem", ["regression", "binary"])
@@ -131,12 +148,16 @@ def test_summary_shows_control_side_by_side_and_merges_runs(tmp_path: Path) -> N
                 "control": {"status": "ok", "value": control}}
 
     report.write_task(record("fluorescence", 0.5, 0.3), tmp_path)
-    merged = report.collect(tmp_path, [record("stability", 0.1, 0.2)])
+    chosen = record("stability", 0.1, 0.2)  # backbone.layers: the probed hidden state per seed is named
+    chosen["runs"] = [{"chosen": {"layer": 2, "alpha": 1.0}}, {"chosen": {"layer": 3, "alpha": 0.1}}]
+    chosen["control"]["runs"] = [{"chosen": {"layer": 0, "alpha": 1.0}}]
+    merged = report.collect(tmp_path, [chosen])
     assert {r["task"] for r in merged} == {"fluorescence", "stability"}
     report.write_summary(merged, tmp_path, "t")
     text = (tmp_path / "summary.md").read_text()
     assert "| control |" in text and "| 0.500 | 0.000 | 0.300 | 0.14 |" in text
     assert "beats its randomly initialised control on 1 of 2 tasks" in text
+    assert "hidden state chosen on valid: 2/3, control 0." in text
 
 
 def test_absent_data_is_skipped_not_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
