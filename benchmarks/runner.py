@@ -101,16 +101,18 @@ def _layer_tables(table: dict, layers: list[int]) -> list[dict]:
 def _probe_layers(task: TaskSpec, tables: list[dict], layers: list[int], split: Splits, seed: int) -> dict:
     """:func:`_probe_once` on each candidate hidden state; the best validation metric picks it (test never looks)."""
     sign = 1.0 if metrics.HIGHER_IS_BETTER[task.metric] else -1.0
-    best = None
+    best, every = None, {}
     for layer, table in zip(layers, tables):
         run = _probe_once(task, table, split, seed)
         key = np.nan_to_num(sign * run["valid_value"], nan=-np.inf)
         if len(layers) > 1:
             run["chosen"] = {"layer": layer, **run["chosen"]}
+            every[str(layer)] = {"valid_value": run["valid_value"], "value": run["value"]}
             log.info("%s seed %d layer %d: valid %s = %.4f", task.name, seed, layer, task.metric, run["valid_value"])
         if best is None or key > best[0]:
             best = (key, run)
-    return best[1]
+    # every candidate's scores are kept for the record (the test values played no part in the choice)
+    return {**best[1], "per_layer": every} if every else best[1]
 
 
 def _cap(ex: Examples, limit: int, seed: int) -> Examples:

@@ -48,6 +48,7 @@ def test_probe_chooses_the_hidden_state_on_validation(synthetic_task: MakeTask, 
     assert run["chosen"]["layer"] == best
     assert run["valid_value"] == pytest.approx(single[best]["runs"][0]["valid_value"])
     assert chosen["value"] == pytest.approx(single[best]["value"])
+    assert run["per_layer"]["0"]["value"] == pytest.approx(single[0]["value"])
     mlp = run_task(synthetic_task(problem), replace(bcfg, layers=[0, -1]), ProtocolConfig(name="mlp"))
     assert mlp["status"] == "skipped" and "backbone.layers" in mlp["reason"]
 
