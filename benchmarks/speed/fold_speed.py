@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--c-s", type=int, default=256)
     p.add_argument("--c-z", type=int, default=64)
     p.add_argument("--peer-chunks", type=int, nargs="+", default=[0, 64, 128], help="0 = unchunked")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     print(f"trunk: {args.blocks} blocks, c_s {args.c_s}, c_z {args.c_z}, head width 32; structure module included; "

@@ -70,10 +70,11 @@ def hf_runner(model: torch.nn.Module, batch: int, new: int, device: torch.device
 
 
 def bare_forward_ms(
-    gen: Generator, gpt2: torch.nn.Module, batch: int, steps: int, device: torch.device
+    gen: Generator, gpt2: torch.nn.Module, batch: int, steps: int, device: torch.device, repeats: int
 ) -> tuple[float, float]:
     """Milliseconds per step of the bare cached forward pass of each model (no sampling, no loop bookkeeping):
-    the floor that any decoding loop pays, so ``step time - floor`` is the loop's own overhead."""
+    the floor that any decoding loop pays, so ``step time - floor`` is the loop's own overhead. Timed like the
+    rest (:func:`_timed`: warm-up, interleaved rounds, median)."""
     from xtrimo.model.layers import KVCache
 
     model, x = gen.model, torch.full((batch, 1), 17, device=device)
@@ -81,6 +82,7 @@ def bare_forward_ms(
     pos = torch.zeros((batch, 2, 1), dtype=torch.long, device=device)
 
     def ours() -> None:
+        cache.length = 0
         for _ in range(steps):
             model(x, position_ids=pos, attention_mask=torch.ones((batch, 1, 1, cache.length + 1), dtype=torch.bool,
                                                                  device=device), cache=cache)
@@ -90,17 +92,8 @@ def bare_forward_ms(
         for _ in range(steps):
             past = gpt2(x, past_key_values=past, use_cache=True).past_key_values
 
-    out = []
-    for fn in (ours, theirs):
-        cache.length = 0
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        out.append(1000 * (time.perf_counter() - t0) / steps)
-    return out[0], out[1]
+    t = _timed({"ours": ours, "theirs": theirs}, repeats, device)
+    return 1000 * t["ours"] / steps, 1000 * t["theirs"] / steps
 
 
 def build_models(
@@ -150,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
                 fns["compiled_full"] = xtrimo_runner(compiled, b, n, False)
             t = _timed(fns, args.repeats, device)
             tok_s = {k: b * n / v for k, v in t.items()}
-            rows.append((b, tok_s, *bare_forward_ms(gen, gpt2, b, n, device)))
+            rows.append((b, tok_s, *bare_forward_ms(gen, gpt2, b, n, device, args.repeats)))
     print(f"{'batch':>5} {'xtrimo KV tok/s':>16} {'compiled tok/s':>15} {'ms/step':>8} {'recompute tok/s':>16} "
           f"{'KV/recompute':>13} {'HF GPT-2 tok/s':>15} {'ms/step':>8} {'KV/HF':>6} {'compiled/HF':>12} "
           f"{'bare fwd ms: xtrimo':>20} {'GPT-2':>6}")
