@@ -68,8 +68,6 @@ class OneHotBackbone:
 
 def _check_layers(layers: list[int], num_states: int) -> list[int]:
     """``layers`` as indices into ``num_states`` hidden states (-1 = the last); one-line ValueError if out of range."""
-    if not layers:
-        raise ValueError("backbone.layers: give at least one hidden-state index")
     for layer in layers:
         if not -num_states <= layer < num_states:
             raise ValueError(f"backbone.layer(s): {layer} is out of range; this model has hidden states "
