@@ -68,7 +68,7 @@ def summary_rows(results: list[dict]) -> list[dict]:
         if r.get("subsampled"):
             n = r["n"]
             note = f"subsampled to {n['train']} / {n['valid']} / {n['test']} (train / valid / test). {note}"
-        chosen = [(name, _chosen_layers(x)) for name, x in (("", r), ("control ", control)) if _chosen_layers(x)]
+        chosen = [(name, ks) for name, x in (("", r), ("control ", control)) if (ks := _chosen_layers(x))]
         if chosen:
             note = "hidden state chosen on valid: " + ", ".join(f"{name}{ks}" for name, ks in chosen) + f". {note}"
         rows.append({
