@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xtrimo.tokenizer import STANDARD_RESIDUES, ResidueTokenizer
+from xtrimo.model.layout import read_batch
+from xtrimo.tokenizer import STANDARD_RESIDUES
 
 log = logging.getLogger(__name__)
 BACKBONES = ("onehot", "xtrimo", "random", "esm2")
@@ -80,7 +81,8 @@ def _layers_tag(layers: list[int]) -> str:
 
 
 class XTrimoBackbone:
-    """Frozen xtrimo model; input residues + ``<eos>`` (the released encoding), ``<eos>`` and padding dropped.
+    """Frozen xtrimo model, read in its own mode (:func:`xtrimo.model.layout.read_batch`: residues + ``<eos>`` for
+    MLM checkpoints, the ``<gmask><sop><eos>`` prefix + residues for causal ones); special tokens and padding dropped.
 
     With several ``layers`` the features are those hidden states side by side, ``[L, len(layers) * H]``.
     """
@@ -93,16 +95,15 @@ class XTrimoBackbone:
         self.layers = _check_layers(layers or [-1], model.config.num_layers + 1)
         self.name, self.fingerprint, self.device = name, f"{fingerprint}-{_layers_tag(self.layers)}", device
         self.dim = model.config.hidden_size * len(self.layers)
-        self.tokenizer = ResidueTokenizer()
 
     @torch.no_grad()
     def embed(self, seqs: list[str]) -> list[np.ndarray]:
         """One ``[L_i, dim]`` float32 array per sequence (the hidden states of ``layers``, concatenated)."""
-        tokens = self.tokenizer.batch_encode(seqs).to(self.device)
-        out = self.model(tokens, return_logits=False, output_hidden_states=self.layers != [-1])
+        inputs, first = read_batch(seqs, self.model.config.read_mode)
+        out = self.model(inputs.to(self.device), return_logits=False, output_hidden_states=self.layers != [-1])
         states = torch.cat([out["last_hidden_state"] if k == -1 else out["hidden_states"][k] for k in self.layers], -1)
         states = states.float().cpu().numpy()
-        return [states[i, : len(s)] for i, s in enumerate(seqs)]
+        return [states[i, first : first + len(s)] for i, s in enumerate(seqs)]
 
 
 class ESMBackbone:

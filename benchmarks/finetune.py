@@ -15,7 +15,7 @@ from torch import nn
 
 from xtrimo.benchmarks import metrics
 from xtrimo.benchmarks.heads import MLPHead, TrainSettings, count_parameters, evaluate, fit
-from xtrimo.tokenizer import PAD_ID, ResidueTokenizer
+from xtrimo.model.layout import read_batch
 
 log = logging.getLogger(__name__)
 LORA_TARGETS = ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"]
@@ -58,19 +58,22 @@ def train_mlp(problem: str, out_dim: int, metric: str, xtr: np.ndarray, ytr: np.
 
 
 class PooledModel(nn.Module):
-    """Backbone + masked mean pool over residues (``<eos>`` and padding excluded) + MLP head."""
+    """Backbone + masked mean pool over residues (special tokens and padding excluded) + MLP head."""
 
     def __init__(self, backbone: nn.Module, out_dim: int, hidden: int = 128, pair: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         width = backbone.config.hidden_size * (2 if pair else 1)
         self.head = MLPHead(width, out_dim, hidden)
-        self.tokenizer = ResidueTokenizer()
 
     def pooled(self, seqs: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer.batch_encode(seqs).to(next(self.parameters()).device)
-        states = self.backbone(tokens, return_logits=False)["last_hidden_state"]
-        keep = ((tokens != PAD_ID) & (tokens != self.tokenizer.eos_id)).unsqueeze(-1).to(states.dtype)
+        inputs, first = read_batch(seqs, self.backbone.config.read_mode)
+        inputs = inputs.to(next(self.parameters()).device)
+        states = self.backbone(inputs, return_logits=False)["last_hidden_state"]
+        keep = torch.zeros(states.shape[:2], dtype=states.dtype, device=states.device)
+        for i, s in enumerate(seqs):
+            keep[i, first : first + len(s)] = 1.0
+        keep = keep.unsqueeze(-1)
         return (states * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
     def forward(self, seqs: list[str], seqs2: list[str] | None = None) -> torch.Tensor:

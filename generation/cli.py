@@ -3,8 +3,15 @@
     xtrimo-generate --checkpoint DIR -n 100 -o samples.fasta [--prompt M] [--temperature T] [--top-k K] [--top-p P]
                     [--repetition-penalty R] [--min-length A] [--max-length B] [--ban C] [--seed S] [--batch-size N]
     xtrimo-generate --checkpoint DIR --template "MKT????????GSSG??????LE" -n 20 -o designs.fasta
-    xtrimo-score --checkpoint DIR seqs.fasta -o scores.csv
+    xtrimo-score --checkpoint DIR seqs.fasta -o scores.csv [--method auto|autoregressive|pseudo]
     xtrimo-score --checkpoint DIR --wildtype WT.fasta --mutations variants.csv -o effects.csv
+                 [--method auto|masked-marginals|log-likelihood-ratio]
+
+Scores follow the checkpoint's mode by default (``--method auto``): sequences are scored left to right in its
+generation layout (GLM after ``<gmask><sop>``; causal checkpoints after ``<gmask><sop><eos>``), or by
+pseudo-log-likelihood for MLM-only checkpoints; variants by masked marginals where the checkpoint was trained
+with MLM, else by the log-likelihood ratio. The sequence CSV has both sums: ``log_likelihood_residues`` (the
+residues) and ``log_likelihood_with_eos`` (plus the final ``<eos>``), and a perplexity for each.
 
 Every FASTA written by xtrimo-generate gets a JSON report next to it (``samples.report.json``).
 """
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -94,6 +102,8 @@ def _score_parser() -> argparse.ArgumentParser:
     p.add_argument("--wildtype", default=None, help="FASTA with the wild type (first record)")
     p.add_argument("--mutations", default=None, help="CSV with a 'mutant' column (e.g. A23G or A23G:K45R)")
     p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.add_argument("--method", default="auto", choices=["auto", *SEQUENCE_METHODS, *VARIANT_METHODS],
+                   help="how to score (auto: follow the checkpoint, see above)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     return p
@@ -119,29 +129,59 @@ def _read_variants(path: str) -> tuple[list[dict[str, str]], str]:
     return rows, column
 
 
+SEQUENCE_METHODS = ("autoregressive", "pseudo")
+VARIANT_METHODS = ("masked-marginals", "log-likelihood-ratio")
+
+
+def _score_method(model_config, method: str, variants: bool) -> str:
+    """The scoring rule: the user's, checked against the checkpoint, or the one its mode calls for."""
+    valid = VARIANT_METHODS if variants else SEQUENCE_METHODS
+    if method != "auto" and method not in valid:
+        raise ValueError(f"--method {method} scores {'sequences' if not variants else 'variants'}; with "
+                         f"{'--mutations' if variants else 'a FASTA'} use one of: auto, {', '.join(valid)}")
+    if method == "auto":
+        if variants:
+            method = "masked-marginals" if model_config.can_fill_masks else "log-likelihood-ratio"
+        else:
+            method = "autoregressive" if model_config.generation_mode else "pseudo"
+            if method == "pseudo":
+                print(f"xtrimo-score: {model_config.name!r} was trained with MLM only: scoring the "
+                      "pseudo-log-likelihood (one masked pass per residue)", file=sys.stderr)
+    return method
+
+
 def _run_score(args: argparse.Namespace) -> None:
     from xtrimo.generation.generator import Generator
-    from xtrimo.generation.scoring import masked_marginal_scores, sequence_log_likelihoods
+    from xtrimo.generation.scoring import (
+        log_likelihood_ratio_scores, masked_marginal_scores, pseudo_log_likelihoods, sequence_log_likelihoods,
+    )
 
     if (args.fasta is None) == (args.wildtype is None):
         raise ValueError("give either a FASTA to score or --wildtype with --mutations")
     if args.wildtype is not None and args.mutations is None:
         raise ValueError("--wildtype needs --mutations")
     model = Generator.from_pretrained(args.checkpoint, args.device).model
+    method = _score_method(model.config, args.method, args.fasta is None)
     out = Path(args.output)
     if args.fasta is not None:
         records = list(read_fasta(args.fasta))
-        scores = sequence_log_likelihoods(model, [r.sequence for r in records], args.batch_size, [r.name for r in records])
-        rows = [{"name": r.name, "length": len(r.sequence), "log_likelihood": s.log_likelihood,
-                 "mean_log_likelihood": s.mean_log_likelihood, "perplexity": s.perplexity}
+        score = sequence_log_likelihoods if method == "autoregressive" else pseudo_log_likelihoods
+        scores = score(model, [r.sequence for r in records], args.batch_size, [r.name for r in records])
+        rows = [{"name": r.name, "length": len(r.sequence), "method": method,
+                 "log_likelihood_residues": s.residue_log_likelihood,
+                 "log_likelihood_with_eos": s.residue_log_likelihood + s.eos_log_prob if method != "pseudo" else "",
+                 "perplexity_residues": math.exp(-s.residue_log_likelihood / max(1, s.num_residues)),
+                 "perplexity_with_eos": math.exp(-(s.residue_log_likelihood + s.eos_log_prob) / (s.num_residues + 1))
+                 if method != "pseudo" else ""}
                 for r, s in zip(records, scores)]
     else:
         wildtype = next(read_fasta(args.wildtype)).sequence
         rows, column = _read_variants(args.mutations)
-        effects = masked_marginal_scores(model, wildtype, [r[column] for r in rows], args.batch_size)
-        rows = [{**r, "masked_marginal": e} for r, e in zip(rows, effects)]
+        score = masked_marginal_scores if method == "masked-marginals" else log_likelihood_ratio_scores
+        effects = score(model, wildtype, [r[column] for r in rows], args.batch_size)
+        rows = [{**r, method.replace("-", "_"): e} for r, e in zip(rows, effects)]
     _write_csv(rows, out)
-    print(f"wrote {len(rows)} scores to {out}")
+    print(f"wrote {len(rows)} scores ({method}) to {out}")
 
 
 def _main(

@@ -1,11 +1,10 @@
-"""Batched, KV-cached autoregressive decoding in the GLM ``[gMASK]`` layout of pre-training.
+"""Batched, KV-cached autoregressive decoding in the checkpoint's generation layout.
 
-Context of one sequence (``xtrimo/objectives/glm.py``): ``prompt + <gmask> + <sop>``, absolute positions
-``0..P-1, P, P`` and block positions ``0..0, 0, 1``; attention is bidirectional over ``prompt + <gmask>`` and causal
-after it. The token generated at step ``t`` is fed back with absolute position ``P`` and block position ``t + 2``.
-Prompts of different lengths are left-padded, so every row's ``<sop>`` sits in the same column and one cache
-position serves the whole batch; padding keys are masked out. A row stops at ``<eop>`` / ``<eos>`` or at its
-token budget and is then dropped from the batch (and from the cache).
+GLM-trained checkpoints continue ``prompt + <gmask> + <sop>`` (the pre-training layout: the prompt is the
+bidirectional prefix); causal (CLM) checkpoints continue ``<gmask> <sop> <eos> + prompt`` as upstream does. The
+contexts, positions and masks come from :mod:`xtrimo.model.layout`; prompts of different lengths are left-padded,
+so every row's last context token sits in the same column and one cache position serves the whole batch. A row
+stops at ``<eop>`` / ``<eos>`` or at its token budget and is then dropped from the batch (and from the cache).
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ import torch
 from xtrimo.generation.sampling import (
     STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, token_log_probs, uniform,
 )
+from xtrimo.config import ModelConfig
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
-from xtrimo.tokenizer import GMASK_ID, PAD_ID, PADDED_VOCAB_SIZE, SOP_ID, ResidueTokenizer
-
-StepFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-"""A decoding step with the signature of :func:`generation.compiled.next_token`: returns ids and log-probs ``[B]``."""
+from xtrimo.model.layout import prompt_batch
+from xtrimo.tokenizer import PADDED_VOCAB_SIZE, ResidueTokenizer
 
 TokenCallback = Callable[[int, str], None]
 """Called as ``callback(index, token)`` for every produced token: a residue letter, or ``<eos>`` / ``<eop>``."""
@@ -49,59 +47,24 @@ class Decoded:
 
 
 class _Batch:
-    """Per-row decoding state, full width ``C + max_new`` so that rows can be dropped by indexing."""
+    """Per-row decoding state, full width ``C + max_new`` (:func:`xtrimo.model.layout.prompt_batch`), so that rows
+    can be dropped by indexing."""
 
-    def __init__(self, prompts: Sequence[np.ndarray], max_new: int, device: torch.device, indices: Sequence[int]):
-        b = len(prompts)
-        self.context = max(len(p) for p in prompts) + 2
-        width = self.context + max_new
-        self.tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
-        self.positions = torch.zeros((b, 2, width), dtype=torch.long)
-        self.valid = torch.ones((b, width), dtype=torch.bool)
-        self.seen = torch.zeros((b, PADDED_VOCAB_SIZE), dtype=torch.bool)
+    def __init__(self, prompts: Sequence[np.ndarray], mode: str, max_new: int, device: torch.device,
+                 indices: Sequence[int]):
+        inputs, self.context = prompt_batch(prompts, mode, max_new)
+        self.inputs = inputs.to(device)
+        self.seen = torch.zeros((len(prompts), PADDED_VOCAB_SIZE), dtype=torch.bool)
         for r, p in enumerate(prompts):
-            pad = self.context - 2 - len(p)
-            ids = torch.as_tensor(p, dtype=torch.long)
-            self.tokens[r, pad : self.context] = torch.cat((ids, torch.tensor([GMASK_ID, SOP_ID])))
-            self.valid[r, :pad] = False
-            self.positions[r, 0, pad : self.context] = torch.cat((torch.arange(len(p)), torch.tensor([len(p), len(p)])))
-            self.positions[r, 0, self.context :] = len(p)
-            self.seen[r, ids] = True
-        self.positions[:, 1, self.context - 1 :] = torch.arange(1, max_new + 2)  # <sop> 1, step t -> t + 2
-        self.seen[:, PAD_ID] = False
-        self.rows = torch.as_tensor(list(indices), dtype=torch.long)
-        for name in ("tokens", "positions", "valid", "seen", "rows"):
-            setattr(self, name, getattr(self, name).to(device))
-        self.log_probs = torch.zeros((b, max_new), dtype=torch.float32, device=device)
-
-    def mask(self, start: int, end: int) -> torch.Tensor:
-        """``[B, 1, end - start, end]`` bool for the queries ``start:end`` against keys ``0:end``.
-
-        ``key j`` is visible to ``query i`` when ``j`` is in the bidirectional part (before ``<sop>``) or ``j <= i``,
-        and ``j`` is no padding (``xtrimo.model.masks.glm_attention_mask`` restricted to the new queries).
-        """
-        device = self.valid.device
-        q = torch.arange(start, end, device=device)[:, None]
-        k = torch.arange(end, device=device)[None, :]
-        allowed = ((k < self.context - 1) | (k <= q))[None] & self.valid[:, None, :end]
-        # a padding query attends to itself, so no row of the softmax is empty (NaN would reach the cache)
-        return (allowed | (k == q)[None])[:, None]
+            self.seen[r, torch.as_tensor(p, dtype=torch.long)] = True
+        self.seen = self.seen.to(device)
+        self.rows = torch.as_tensor(list(indices), dtype=torch.long, device=device)
+        self.log_probs = torch.zeros((len(prompts), max_new), dtype=torch.float32, device=device)
 
     def keep(self, index: torch.Tensor) -> None:
-        for name in ("tokens", "positions", "valid", "seen", "rows", "log_probs"):
+        self.inputs = self.inputs.rows(index)
+        for name in ("seen", "rows", "log_probs"):
             setattr(self, name, getattr(self, name).index_select(0, index))
-
-
-def _next_logits(model: XTrimoPGLM, batch: _Batch, cache: KVCache | None, length: int, start: int) -> torch.Tensor:
-    """Logits ``[B, V]`` for the token after position ``length - 1``; feeds ``start:length`` (cache) or all."""
-    lo = start if cache is not None else 0
-    out = model(
-        batch.tokens[:, lo:length],
-        position_ids=batch.positions[:, :, lo:length],
-        attention_mask=batch.mask(lo, length),
-        cache=cache,
-    )
-    return out["logits"][:, -1].float()
 
 
 @torch.no_grad()
@@ -115,12 +78,12 @@ def decode(
     indices: Sequence[int] | None = None,
     callback: TokenCallback | None = None,
     use_cache: bool = True,
-    step_fn: StepFn | None = None,
 ) -> list[Decoded]:
-    """Sample continuations of ``prompts`` (residue ids, possibly empty) with the GLM ``[gMASK]`` scheme.
+    """Sample continuations of ``prompts`` (residue ids, possibly empty) in the model's generation layout.
 
     Args:
-        model: the backbone; its device and dtype are used as they are.
+        model: the backbone; its device and dtype are used as they are, and its decoding step
+            (:meth:`XTrimoPGLM.decode_step`, compiled or not) makes every token after the first.
         prompts: one residue-id array ``[P_i]`` per sequence.
         config: sampling controls.
         max_new_tokens: residues to generate at most (a row that reaches it is truncated, ``stopped=False``).
@@ -129,44 +92,47 @@ def decode(
         indices: the sequences' numbers (default ``0..B-1``); the same number gives the same sample in any batch.
         callback: streams ``(index, token)`` as tokens are produced.
         use_cache: False recomputes the whole forward pass at every step (for the speed comparison).
-        step_fn: after the prompt's pass, make each token with this step
-            (:func:`generation.compiled.compiled_next_token`); None runs the eager model.
 
     Returns:
         one :class:`Decoded` per prompt, in input order.
+
+    Raises:
+        ValueError: the model cannot generate (an MLM-only checkpoint).
     """
+    mode = generation_mode(model.config)
     indices = list(range(len(prompts))) if indices is None else list(indices)
     if max_new_tokens < 1 or not prompts:
         return [Decoded(i, np.zeros(0, np.int64), np.zeros(0, np.float32), False) for i in indices]
     param = next(model.parameters())
-    batch = _Batch(prompts, max_new_tokens, param.device, indices)
+    batch = _Batch(prompts, mode, max_new_tokens, param.device, indices)
     allowed = allowed_ids(config, param.device)
     cache = None
     if use_cache:
         cache = KVCache(model.config, len(prompts), batch.context + max_new_tokens, param.device, param.dtype)
     tok, done = ResidueTokenizer(), {}
     stop_ids = torch.tensor(STOP_IDS, device=param.device)
-    length, start = batch.context, 0
+    length = batch.context
     seed_t = torch.tensor(seed, device=param.device)
     for step in range(max_new_tokens):
-        if step_fn is not None and cache is not None and start > 0:  # one token per row, compiled
-            ids, batch.log_probs[:, step] = step_fn(
-                model, batch.tokens[:, start], batch.positions[:, :, start], batch.valid[:, :length], cache.keys,
-                cache.values, allowed, batch.seen, batch.rows, config, seed_t,
+        inputs = batch.inputs
+        if cache is not None and step > 0:  # one token per row against the cache
+            col = length - 1
+            ids, batch.log_probs[:, step] = model.decode_step(
+                inputs.input_ids[:, col], inputs.position_ids[:, :, col], inputs.valid[:, :length], cache,
+                sample_next, allowed, batch.seen, batch.rows, config, seed_t,
                 torch.tensor(step, device=param.device), torch.tensor(step < min_new_tokens, device=param.device),
             )
-            cache.length += 1
-        else:
-            logits = _next_logits(model, batch, cache, length, start)
+        else:  # the context (into the cache), or every column so far without one
+            logits = model(inputs.columns(0, length), cache=cache)["logits"][:, -1].float()
             ids = choose(logits, batch.seen, batch.rows, allowed, config, seed, step, step < min_new_tokens)
             batch.log_probs[:, step] = token_log_probs(logits, ids)
-        batch.tokens[:, length] = ids
+        inputs.input_ids[:, length] = ids
         batch.seen.scatter_(1, ids[:, None], True)
         stop = torch.isin(ids, stop_ids)
         if callback is not None:
             for r, i in zip(batch.rows.tolist(), ids.tolist()):
                 callback(r, tok.id_to_token[i])
-        length, start = length + 1, length
+        length += 1
         if step == max_new_tokens - 1:
             stop = torch.ones_like(stop)
         if bool(stop.any()):
@@ -178,6 +144,33 @@ def decode(
             if cache is not None:
                 cache.reorder(keep)
     return [done[i] for i in indices]
+
+
+def generation_mode(config: ModelConfig) -> str:
+    """The checkpoint's generation layout (``glm`` or ``clm``); a one-line ``ValueError`` for MLM-only weights."""
+    if config.generation_mode is None:
+        raise ValueError(
+            f"checkpoint {config.name!r} was trained with MLM only (objectives: {', '.join(config.objectives)}): it "
+            "cannot generate left to right; fill masked positions with Generator.design / xtrimo-generate "
+            "--template, or train GLM first (objective=mixed, the paper's stage 2)")
+    return config.generation_mode
+
+
+@torch.no_grad()
+def next_token_log_probs(model: XTrimoPGLM, prompts: Sequence[np.ndarray]) -> torch.Tensor:
+    """``[B, V]`` log-probabilities of the first token after each prompt (before any sampling control)."""
+    batch = _Batch(prompts, generation_mode(model.config), 0, next(model.parameters()).device, range(len(prompts)))
+    return model(batch.inputs)["logits"][:, -1].float().log_softmax(-1)
+
+
+def sample_next(
+    logits: torch.Tensor, allowed: torch.Tensor, seen: torch.Tensor, rows: torch.Tensor, config: SamplingConfig,
+    seed: torch.Tensor, step: torch.Tensor, too_short: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head of a decoding step (run inside the model's compiled step): :func:`choose`, then the chosen ids'
+    log-probabilities. Returns ids ``[B]`` and log-probabilities ``[B]``."""
+    ids = choose(logits, seen, rows, allowed, config, seed, step, too_short)
+    return ids, token_log_probs(logits, ids)
 
 
 def choose(
@@ -202,7 +195,7 @@ def choose(
 def _collect(batch: _Batch, stop: torch.Tensor, length: int, step: int, done: dict[int, Decoded]) -> None:
     """Move the rows flagged in ``stop`` into ``done`` (host arrays)."""
     for r in stop.nonzero().squeeze(1).tolist():
-        ids = batch.tokens[r, batch.context : length].cpu().numpy()
+        ids = batch.inputs.input_ids[r, batch.context : length].cpu().numpy()
         lp = batch.log_probs[r, : step + 1].cpu().numpy()
         stopped = bool(np.isin(ids[-1], STOP_IDS))
         done[int(batch.rows[r])] = Decoded(int(batch.rows[r]), ids[:-1] if stopped else ids, lp, stopped)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xtrimo.generation.decode import Decoded, TokenCallback, decode
+from xtrimo.generation.decode import Decoded, TokenCallback, decode, generation_mode
 from xtrimo.generation.sampling import SamplingConfig
-from xtrimo.generation.scoring import sequence_log_likelihoods
+from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
 from xtrimo.generation.template import design, parse_template
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import ResidueTokenizer
@@ -75,7 +75,7 @@ def input_major_weights(model: torch.nn.Module, input_major: bool = True) -> Non
 
 
 class Generator:
-    """Samples protein sequences from an :class:`XTrimoPGLM` with the GLM ``[gMASK]`` objective.
+    """Samples protein sequences from an :class:`XTrimoPGLM` in its generation layout (GLM or CLM).
 
     Args:
         model: the backbone (moved to ``device``, put in eval mode; on the CPU its linear weights are re-laid in
@@ -93,11 +93,11 @@ class Generator:
         self.model = model.to(self.device).eval()
         if self.device.type == "cpu":
             input_major_weights(self.model, input_major=not compile)
-        self.step_fn = None
+        self.compiled = compile
         if compile:
-            from xtrimo.generation.compiled import compiled_next_token
+            from xtrimo.generation.compiled import compile_decoding
 
-            self.step_fn = compiled_next_token()
+            compile_decoding(self.model)
         self.tokenizer = ResidueTokenizer()
 
     @classmethod
@@ -126,11 +126,12 @@ class Generator:
         callback: TokenCallback | None = None,
         allow_nonstandard: bool = False,
     ) -> list[GeneratedSequence]:
-        """Sample ``num_sequences`` sequences that start with ``prompt``.
+        """Sample ``num_sequences`` sequences that start with ``prompt``, in the checkpoint's generation layout
+        (GLM: the prompt is the bidirectional prefix before ``<gmask><sop>``; CLM: after ``<gmask><sop><eos>``).
 
         Args:
             num_sequences: how many to return (>= 1).
-            prompt: residues the sequences start with (the bidirectional GLM prefix); may be empty.
+            prompt: residues the sequences start with; may be empty.
             max_new_tokens: residues generated at most after the prompt.
             temperature, top_k, top_p, repetition_penalty, ban, allow_nonstandard: see :class:`SamplingConfig`.
             min_length: no stop token before the sequence (prompt included) has this many residues.
@@ -143,7 +144,11 @@ class Generator:
 
         Returns:
             the samples, best score first when reranking, else in index order.
+
+        Raises:
+            ValueError: an MLM-only checkpoint (it has no left-to-right objective; use :meth:`design`).
         """
+        generation_mode(self.model.config)
         config = SamplingConfig(temperature, top_k, top_p, repetition_penalty, ban, allow_nonstandard)
         prompt_ids = self.tokenizer.encode(prompt, name="prompt")
         budget, min_new = self._budget(len(prompt_ids), max_new_tokens, min_length, max_length)
@@ -151,8 +156,7 @@ class Generator:
         decoded: list[Decoded] = []
         for lo in range(0, total, batch_size):
             idx = list(range(lo, min(lo + batch_size, total)))
-            decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx, callback,
-                              step_fn=self.step_fn)
+            decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx, callback)
             log.info("sampled %d / %d sequences", len(decoded), total)
         samples = [self._sample(prompt, d) for d in decoded]
         return rerank(samples, num_sequences, score_fn) if total > num_sequences else samples
@@ -175,8 +179,15 @@ class Generator:
         """Fill the ``?`` of ``template`` (e.g. ``"MKT????GSSG??LE"``); every other residue is kept exactly.
 
         Uses iterative MLM refinement (:mod:`generation.template`); ``iterations`` 0 picks ``min(10, #?)``.
-        The returned ``mean_log_likelihood`` is the GLM log-likelihood of the whole design, per token.
+        The returned ``mean_log_likelihood`` is the left-to-right log-likelihood of the whole design per token
+        (``<eos>`` included), or for an MLM-only checkpoint its pseudo-log-likelihood per residue.
+
+        Raises:
+            ValueError: a checkpoint not trained with MLM.
         """
+        if not self.model.config.can_fill_masks:
+            raise ValueError(f"template design fills masked positions: checkpoint {self.model.config.name!r} was "
+                             f"not trained with MLM (objectives: {', '.join(self.model.config.objectives)})")
         config = SamplingConfig(temperature, top_k, top_p, 1.0, ban, allow_nonstandard)
         ids, designed = parse_template(template)
         total = self._candidates(num_sequences, num_candidates, batch_size)
@@ -186,7 +197,8 @@ class Generator:
             out = design(self.model, ids, designed, config, seed, idx, iterations)
             seqs += [self.tokenizer.decode(row) for row in out]
             log.info("designed %d / %d sequences", len(seqs), total)
-        scores = sequence_log_likelihoods(self.model, seqs, batch_size=batch_size)
+        score = sequence_log_likelihoods if self.model.config.generation_mode else pseudo_log_likelihoods
+        scores = score(self.model, seqs, batch_size=batch_size)
         samples = [
             GeneratedSequence(s, sc.mean_log_likelihood, sc.num_tokens, True, i, sc.mean_log_likelihood)
             for i, (s, sc) in enumerate(zip(seqs, scores))

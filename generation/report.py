@@ -1,6 +1,7 @@
 """The JSON sample report written next to every output FASTA.
 
-Fields: perplexity under the model (autoregressive, ``<eos>`` included), mean pairwise identity (diversity; lower
+Fields: perplexity under the model (left to right in its generation layout, ``<eos>`` included; for an MLM-only
+checkpoint the pseudo-perplexity, named in ``perplexity_method``), mean pairwise identity (diversity; lower
 is more diverse), maximum identity to a reference set (k-mer shortlist then alignment, :mod:`generation.identity`),
 the length distribution and the fraction of non-standard residues.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from xtrimo.generation.identity import KmerIndex, align_identity
-from xtrimo.generation.scoring import sequence_log_likelihoods
+from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import STANDARD_RESIDUES, ResidueTokenizer
 
@@ -73,7 +74,10 @@ def sample_report(
     """Statistics of a sample set (see the module docstring); fields that need a missing input are null."""
     out: dict[str, Any] = {"num_sequences": len(sequences)}
     if model is not None and sequences:
-        scores = sequence_log_likelihoods(model, sequences, batch_size)
+        autoregressive = model.config.generation_mode is not None
+        out["perplexity_method"] = "autoregressive" if autoregressive else "pseudo"
+        score = sequence_log_likelihoods if autoregressive else pseudo_log_likelihoods
+        scores = score(model, sequences, batch_size)
         tokens = sum(s.num_tokens for s in scores)
         mean_ll = sum(s.log_likelihood for s in scores) / tokens
         out["perplexity"] = math.exp(-mean_ll)

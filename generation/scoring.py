@@ -1,9 +1,16 @@
-"""Sequence likelihood under the GLM objective, and zero-shot variant effects by ESM's masked-marginal method.
+"""Sequence likelihoods and zero-shot variant effects, each in the layout the checkpoint was trained for.
 
-* :func:`sequence_log_likelihoods`: ``log p(residues + <eos>)`` autoregressively, the whole sequence generated
-  after ``<gmask><sop>`` (empty prefix), in exactly the layout of pre-training (``glm_layout``).
+* :func:`sequence_log_likelihoods`: ``log p(residues)`` and ``log p(<eos> | residues)`` left to right, in the
+  checkpoint's generation layout (:mod:`xtrimo.model.layout`): GLM-trained checkpoints generate the whole sequence
+  after ``<gmask><sop>`` (empty prefix, as in pre-training); causal (CLM) checkpoints read ``<gmask><sop><eos>``
+  then the residues, as upstream does. Both sums are reported; whether the final ``<eos>`` counts is the caller's
+  choice (the upstream code has no scoring routine).
+* :func:`pseudo_log_likelihoods`: for MLM checkpoints, ``sum_i log p(x_i | x with position i masked)``
+  (Salazar et al. 2020), one masked pass per residue.
 * :func:`masked_marginal_scores`: Meier et al. 2021 (ESM-1v), masked marginals: each mutated position is masked
   in the wild type once, and a variant scores ``sum_i log p_i(mut) - log p_i(wt)`` over its mutations.
+* :func:`log_likelihood_ratio_scores`: for GLM / CLM checkpoints, ``log p(mutant) - log p(wild type)`` over the
+  whole sequences, ``<eos>`` included (the autoregressive models' rule in ProteinGym, e.g. Tranception, ProGen2).
 """
 
 from __future__ import annotations
@@ -16,21 +23,38 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xtrimo.generation.decode import generation_mode
 from xtrimo.generation.sampling import token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
-from xtrimo.objectives.glm import glm_layout
-from xtrimo.objectives.sample import IGNORE_INDEX
-from xtrimo.tokenizer import EOS_ID, MASK_ID, PAD_ID, ResidueTokenizer
+from xtrimo.model.layout import IGNORE_INDEX, clm_sample, collate, from_ids, glm_sample, mlm_sample
+from xtrimo.tokenizer import EOS_ID, MASK_ID, ResidueTokenizer
 
 _MUTATION = re.compile(r"^([A-Za-z])(\d+)([A-Za-z])$")
 
 
 @dataclass
 class SequenceScore:
-    """Log-likelihood of one sequence (residues and the final ``<eos>``) under the autoregressive objective."""
+    """Log-likelihood of one sequence under an autoregressive layout (or a pseudo-log-likelihood).
 
-    log_likelihood: float
-    num_tokens: int
+    Attributes:
+        residue_log_likelihood: sum over the residues.
+        eos_log_prob: ``log p(<eos>)`` after the last residue (0.0 for a pseudo-log-likelihood, which has none).
+        num_residues: residues scored.
+        with_eos: whether ``<eos>`` counts in :attr:`log_likelihood` and :attr:`num_tokens`.
+    """
+
+    residue_log_likelihood: float
+    eos_log_prob: float
+    num_residues: int
+    with_eos: bool = True
+
+    @property
+    def log_likelihood(self) -> float:
+        return self.residue_log_likelihood + (self.eos_log_prob if self.with_eos else 0.0)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_residues + int(self.with_eos)
 
     @property
     def mean_log_likelihood(self) -> float:
@@ -46,52 +70,92 @@ def _device(model: XTrimoPGLM) -> torch.device:
 
 
 @torch.no_grad()
-def glm_token_log_probs(
+def continuation_log_probs(
     model: XTrimoPGLM, sequences: Sequence[np.ndarray], prefix_lengths: Sequence[int]
 ) -> list[np.ndarray]:
-    """Per-token log-probabilities of ``seq[p:] + <eos>`` given the bidirectional prefix ``seq[:p]``.
+    """Per-token log-probabilities of ``seq[p:] + <eos>`` given ``seq[:p]``, in the checkpoint's generation layout.
 
     Args:
         model: the backbone.
         sequences: residue ids ``[L_i]`` each.
-        prefix_lengths: ``p_i`` per sequence (0 scores the whole sequence).
+        prefix_lengths: ``p_i`` per sequence (0 scores the whole sequence): the bidirectional GLM prefix, or for
+            a causal checkpoint the first residues of the causal stream (read, not scored).
 
     Returns:
-        one float array ``[L_i - p_i + 1]`` per sequence.
+        one float array ``[L_i - p_i + 1]`` per sequence (the last entry is ``<eos>``).
     """
-    samples = [glm_layout(s[:p], np.append(s[p:], EOS_ID)) for s, p in zip(sequences, prefix_lengths)]
-    b, n = len(samples), max(len(x[0]) for x in samples)
-    tokens = torch.full((b, n), PAD_ID, dtype=torch.long)
-    labels = torch.full((b, n), IGNORE_INDEX, dtype=torch.long)
-    positions = torch.zeros((b, 2, n), dtype=torch.long)
-    division = torch.tensor([x[3] for x in samples])
-    for i, (ids, lab, pos, _) in enumerate(samples):
-        tokens[i, : len(ids)], labels[i, : len(ids)], positions[i, :, : len(ids)] = (
-            torch.from_numpy(ids), torch.from_numpy(lab), torch.from_numpy(pos))
-    dev = _device(model)
-    logits = model(tokens.to(dev), position_ids=positions.to(dev), division=division.to(dev))["logits"].float()
-    keep = labels != IGNORE_INDEX
-    lp = token_log_probs(logits, labels.clamp_min(0).to(dev)).cpu()
-    return [lp[i][keep[i]].numpy() for i in range(b)]
+    if generation_mode(model.config) == "glm":
+        samples = [glm_sample(s[:p], np.append(s[p:], EOS_ID)) for s, p in zip(sequences, prefix_lengths)]
+    else:
+        samples = [clm_sample(s) for s in sequences]
+        for x, p in zip(samples, prefix_lengths):
+            x.labels[: 2 + p] = IGNORE_INDEX
+    batch = collate(samples).to(_device(model))
+    logits = model(batch)["logits"].float()
+    keep = batch.labels != IGNORE_INDEX
+    lp = token_log_probs(logits, batch.labels.clamp_min(0)).cpu()
+    return [lp[i][keep[i].cpu()].numpy() for i in range(len(samples))]
+
+
+def _encode(sequences: Sequence[str], names: Sequence[str] | None) -> list[np.ndarray]:
+    tok = ResidueTokenizer()
+    return [tok.encode(s, names[i] if names else f"#{i}") for i, s in enumerate(sequences)]
+
+
+def _by_length(ids: list[np.ndarray], batch_size: int) -> list[list[int]]:
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
 
 
 def sequence_log_likelihoods(
-    model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None
+    model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None,
+    with_eos: bool = True,
 ) -> list[SequenceScore]:
-    """Autoregressive log-likelihood of each sequence (``<eos>`` included), batched by similar length.
+    """Left-to-right log-likelihood of each sequence (see the module docstring), batched by similar length.
 
     Raises:
         InvalidResidueError: naming the record (``names[i]`` or ``#i``) and the position.
+        ValueError: an MLM-only checkpoint (use :func:`pseudo_log_likelihoods`).
     """
-    tok = ResidueTokenizer()
-    ids = [tok.encode(s, names[i] if names else f"#{i}") for i, s in enumerate(sequences)]
+    ids = _encode(sequences, names)
     out: list[SequenceScore | None] = [None] * len(ids)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    for lo in range(0, len(order), batch_size):
-        chunk = order[lo : lo + batch_size]
-        for i, lp in zip(chunk, glm_token_log_probs(model, [ids[i] for i in chunk], [0] * len(chunk))):
-            out[i] = SequenceScore(float(lp.sum()), len(lp))
+    for chunk in _by_length(ids, batch_size):
+        for i, lp in zip(chunk, continuation_log_probs(model, [ids[i] for i in chunk], [0] * len(chunk))):
+            out[i] = SequenceScore(float(lp[:-1].sum()), float(lp[-1]), len(lp) - 1, with_eos)
     return out  # type: ignore[return-value]
+
+
+def _check_mlm(model: XTrimoPGLM, what: str) -> None:
+    if not model.config.can_fill_masks:
+        raise ValueError(f"{what} needs a checkpoint trained with MLM; {model.config.name!r} was trained with "
+                         f"{', '.join(model.config.objectives)} (use the log-likelihood ratio instead)")
+
+
+@torch.no_grad()
+def _masked_rows(model: XTrimoPGLM, ids: torch.Tensor, positions: Sequence[int], batch_size: int) -> np.ndarray:
+    """``log p(token | ids with position i masked)`` for each 0-based ``i``, in the MLM layout: ``[n, V]``."""
+    dev, rows = _device(model), []
+    for lo in range(0, len(positions), batch_size):
+        pos = torch.as_tensor(positions[lo : lo + batch_size], dtype=torch.long)
+        x = ids.repeat(len(pos), 1)
+        x[torch.arange(len(pos)), pos] = MASK_ID
+        logits = model(from_ids(x.to(dev), "mlm"))["logits"].float()
+        rows.append(logits[torch.arange(len(pos)), pos.to(dev)].log_softmax(-1).cpu())
+    return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.padded_vocab_size), np.float32)
+
+
+def pseudo_log_likelihoods(
+    model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None
+) -> list[SequenceScore]:
+    """``sum_i log p(x_i | x_{-i})`` per sequence (MLM layout, residues + ``<eos>``, one masked pass per residue)."""
+    _check_mlm(model, "the pseudo-log-likelihood")
+    out = []
+    for ids in _encode(sequences, names):
+        wt = torch.from_numpy(mlm_sample(ids).input_ids)
+        table = _masked_rows(model, wt, range(len(ids)), batch_size)
+        ll = float(table[np.arange(len(ids)), ids].sum()) if len(ids) else 0.0
+        out.append(SequenceScore(ll, 0.0, len(ids), with_eos=False))
+    return out
 
 
 def parse_variant(variant: str, wildtype: str) -> list[tuple[int, str, str]]:
@@ -115,22 +179,14 @@ def parse_variant(variant: str, wildtype: str) -> list[tuple[int, str, str]]:
     return out
 
 
-@torch.no_grad()
 def masked_marginals(model: XTrimoPGLM, wildtype: str, positions: Sequence[int], batch_size: int = 16) -> np.ndarray:
     """``log p(token | wild type with position i masked)`` for each 0-based ``i``: ``[len(positions), V]``.
 
     The input is the MLM layout of pre-training: residues + ``<eos>``, positions ``(arange, 0)``, bidirectional.
     """
-    tok = ResidueTokenizer()
-    wt = torch.from_numpy(tok.encode_mlm(wildtype, name="wild type"))
-    dev, rows = _device(model), []
-    for lo in range(0, len(positions), batch_size):
-        pos = torch.as_tensor(positions[lo : lo + batch_size], dtype=torch.long)
-        x = wt.repeat(len(pos), 1)
-        x[torch.arange(len(pos)), pos] = MASK_ID
-        logits = model(x.to(dev))["logits"].float()
-        rows.append(logits[torch.arange(len(pos)), pos.to(dev)].log_softmax(-1).cpu())
-    return torch.cat(rows).numpy() if rows else np.zeros((0, model.config.padded_vocab_size), np.float32)
+    _check_mlm(model, "masked-marginal scoring")
+    wt = torch.from_numpy(mlm_sample(ResidueTokenizer().encode(wildtype, name="wild type")).input_ids)
+    return _masked_rows(model, wt, positions, batch_size)
 
 
 def masked_marginal_scores(
@@ -153,3 +209,21 @@ def masked_marginal_scores(
             s += float(lp[tok.token_to_id[mt]] - lp[tok.token_to_id[wt]])
         scores.append(s)
     return scores
+
+
+def apply_variant(wildtype: str, mutations: list[tuple[int, str, str]]) -> str:
+    """The mutant sequence of parsed ``mutations`` (:func:`parse_variant`)."""
+    seq = list(wildtype.upper())
+    for pos, _, mt in mutations:
+        seq[pos] = mt
+    return "".join(seq)
+
+
+def log_likelihood_ratio_scores(
+    model: XTrimoPGLM, wildtype: str, variants: Sequence[str], batch_size: int = 16
+) -> list[float]:
+    """``log p(mutant) - log p(wild type)`` per variant, whole sequences with ``<eos>``, left to right in the
+    checkpoint's generation layout (GLM / CLM checkpoints). Higher means more favourable than the wild type."""
+    mutants = [apply_variant(wildtype, parse_variant(v, wildtype)) for v in variants]
+    scores = sequence_log_likelihoods(model, [wildtype, *mutants], batch_size, ["wild type", *variants])
+    return [s.log_likelihood - scores[0].log_likelihood for s in scores[1:]]

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from xtrimo.checkpoint import CheckpointError, atomic_directory
 from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
 from xtrimo.structure.model import FoldingHead
 from xtrimo.structure.protein import ProteinStructure, sequence_to_aatype
@@ -62,19 +63,20 @@ class FoldResult:
 def plm_features(
     plm: XTrimoPGLM, sequences: list[str], with_attentions: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Frozen PLM outputs aligned to residues (the trailing ``<eos>`` dropped).
+    """Frozen PLM outputs aligned to residues (special tokens dropped), read in the PLM's own mode.
 
     Returns:
         states ``[B, N, num_layers + 1, H]``, attentions ``[B, num_layers * heads, N, N]`` (or None) and the residue
         mask ``[B, N]``.
     """
-    tokens = ResidueTokenizer().batch_encode(sequences).to(next(plm.parameters()).device)
-    n = max(len(s) for s in sequences)
+    inputs, first = read_batch(sequences, plm.config.read_mode)
+    inputs = inputs.to(next(plm.parameters()).device)
+    n, cols = max(len(s) for s in sequences), slice(first, first + max(len(s) for s in sequences))
     with torch.no_grad():
-        out = plm(tokens, output_hidden_states=True, output_attentions=with_attentions, return_logits=False)
-    states = torch.stack(out["hidden_states"], dim=2)[:, :n]
-    attn = torch.cat(out["attentions"], dim=1)[:, :, :n, :n] if with_attentions else None
-    mask = torch.zeros(len(sequences), n, device=tokens.device)
+        out = plm(inputs, output_hidden_states=True, output_attentions=with_attentions, return_logits=False)
+    states = torch.stack(out["hidden_states"], dim=2)[:, cols]
+    attn = torch.cat(out["attentions"], dim=1)[:, :, cols, cols] if with_attentions else None
+    mask = torch.zeros(len(sequences), n, device=inputs.input_ids.device)
     for i, s in enumerate(sequences):
         mask[i, : len(s)] = 1
     return states.float(), None if attn is None else attn.float(), mask

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from xtrimo.config import ModelConfig
-from xtrimo.data.batching import collate
+from xtrimo.model.layout import collate
 from xtrimo.model import XTrimoPGLM
 from xtrimo.objectives import ObjectiveConfig, build_sample, lm_loss
 from xtrimo.train.config import DeepSpeedConfig
@@ -31,8 +31,8 @@ fixed = [rng.integers(1, 21, size=int(n)) for n in rng.integers(20, 40, size=4)]
 losses = []
 for step in range(8):
     batch = collate([build_sample(r, np.random.default_rng(step), ObjectiveConfig(), kind=step % 2) for r in fixed])
-    out = engine(batch["input_ids"], batch["position_ids"], batch["division"], batch["valid"])
-    loss, _ = lm_loss(out["logits"], batch["labels"], batch["kinds"])
+    out = engine(batch)
+    loss, _ = lm_loss(out["logits"], batch.labels, batch.kinds)
     engine.backward(loss)
     engine.step()
     losses.append(float(loss.detach()))

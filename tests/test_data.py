@@ -4,7 +4,8 @@ import itertools
 import pytest
 import torch
 
-from xtrimo.data.batching import bucket_batches, collate
+from xtrimo.data.batching import bucket_batches
+from xtrimo.model.layout import collate
 from xtrimo.data.fasta import FastaError, read_fasta
 from xtrimo.data.pretrain import PretrainStream, StreamSpec, ValidationSet, unigram_log_probs
 from xtrimo.data.registry import DataNotFoundError, dataset_path, resolve_data_file, verify
@@ -50,8 +51,8 @@ def test_bucketing_respects_budget():
     padded = sum(len(b) * max(len(s) for s in b) for b in batches)
     assert 1 - real / padded < 0.1  # sorted buckets waste little on padding
     batch = collate(batches[0])
-    assert batch["input_ids"].shape == batch["labels"].shape == batch["valid"].shape
-    assert batch["position_ids"].shape[1] == 2
+    assert batch.input_ids.shape == batch.labels.shape == batch.valid.shape
+    assert batch.position_ids.shape[1] == 2
 
 
 def _spec(files, **kw):
@@ -69,29 +70,29 @@ def test_stream_resume_replays_same_batches(tmp_path):
     first = list(itertools.islice(iter(PretrainStream(spec, obj)), 30))
     resumed = list(itertools.islice(iter(PretrainStream(spec, obj, start_batch=17)), 13))
     for a, b in zip(first[17:], resumed):
-        assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+        assert torch.equal(a.input_ids, b.input_ids) and torch.equal(a.labels, b.labels)
     # the stream crosses epochs and crops to max_length
-    assert int(first[-1]["epoch"]) >= 1
-    assert max(b["input_ids"].shape[1] for b in first) <= 64
+    assert int(first[-1].epoch) >= 1
+    assert max(b.input_ids.shape[1] for b in first) <= 64
 
 
 def test_curriculum_stage_boundary_holds_to_the_step(tmp_path):
     # one pool holds many batches: the switch must still happen at stage1_steps, not at the next pool
     spec = _spec([str(_corpus(tmp_path))])
     obj = ObjectiveConfig(glm_prob=1.0, stage1_steps=7)
-    kinds = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj)), 11)]
+    kinds = [set(b.kinds.tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj)), 11)]
     assert kinds[:7] == [{0}] * 7 and kinds[7:] == [{1}] * 4
-    accumulated = [set(b["kinds"].tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj, accumulate=2)), 16)]
+    accumulated = [set(b.kinds.tolist()) for b in itertools.islice(iter(PretrainStream(spec, obj, accumulate=2)), 16)]
     assert accumulated[:14] == [{0}] * 14 and accumulated[14:] == [{1}] * 2
 
 
 def test_validation_is_deterministic_and_windowed(tmp_path):
     spec, obj = _spec([str(_corpus(tmp_path, 20))], max_length=40), ObjectiveConfig()
     a, b = list(ValidationSet(spec, obj)), list(ValidationSet(spec, obj))
-    assert all(torch.equal(x["input_ids"], y["input_ids"]) for x, y in zip(a, b))
-    kinds = torch.cat([x["kinds"] for x in a])
+    assert all(torch.equal(x.input_ids, y.input_ids) for x, y in zip(a, b))
+    kinds = torch.cat([x.kinds for x in a])
     assert (kinds == 0).sum() == (kinds == 1).sum()  # both objectives on every window
-    assert max(x["input_ids"].shape[1] for x in a) <= 40
+    assert max(x.input_ids.shape[1] for x in a) <= 40
 
 
 def test_unigram(tmp_path):

@@ -5,14 +5,20 @@ import torch
 
 from xtrimo.config import ModelConfig
 from xtrimo.model import KVCache, XTrimoPGLM
-from xtrimo.model.masks import glm_attention_mask
-from xtrimo.objectives.glm import glm_layout
+from xtrimo.model.layout import ModelInput, attention_mask, collate, from_ids, glm_sample
 from xtrimo.tokenizer import EOS_ID
 import numpy as np
 
 
 def _rand_tokens(b, length, gen=None):
     return torch.randint(1, 28, (b, length), generator=gen)
+
+
+def _with_division(tokens, division):
+    """MLM-layout positions for ``tokens`` (``<pad>`` = 0 as padding) with a given bidirectional prefix."""
+    inputs = from_ids(tokens, "mlm")
+    inputs.division = division
+    return inputs
 
 
 def test_shapes_odd_sizes(tiny_config):
@@ -33,8 +39,8 @@ def test_sdpa_matches_explicit_softmax(tiny_config, mode):
     tokens = _rand_tokens(2, 17)
     tokens[1, 11:] = 0  # padding
     division = torch.tensor([17, 5])
-    fast = model(tokens, division=division)["logits"]
-    slow = model(tokens, division=division, output_attentions=True)["logits"]
+    fast = model(_with_division(tokens, division))["logits"]
+    slow = model(_with_division(tokens, division), output_attentions=True)["logits"]
     valid = tokens != 0
     torch.testing.assert_close(fast[valid], slow[valid], rtol=1e-5, atol=1e-5)
 
@@ -50,7 +56,7 @@ def test_padding_does_not_change_logits(tiny_config):
 
 
 def test_glm_mask_matrix():
-    mask = glm_attention_mask(torch.tensor([3]), torch.ones(1, 6, dtype=torch.bool))[0, 0].int()
+    mask = attention_mask(torch.tensor([3]), torch.ones(1, 6, dtype=torch.bool))[0, 0].int()
     expected = torch.tensor([
         [1, 1, 1, 0, 0, 0],
         [1, 1, 1, 0, 0, 0],
@@ -66,32 +72,30 @@ def test_glm_mask_matrix():
 def test_glm_prefix_bidirectional_span_causal(tiny_config, mode):
     tiny_config.rope_mode = mode
     model = XTrimoPGLM(tiny_config).eval()
-    ids, _, pos, division = glm_layout(np.array([3, 5, 7, 9, 11]), np.array([2, 4, 6, 8, EOS_ID]))
-    tokens, pos = torch.tensor(ids)[None], torch.tensor(pos)[None]
-    div = torch.tensor([division])
-    base = model(tokens, pos, div)["logits"]
-    changed = tokens.clone()
-    changed[0, -1] = 13  # last span token: earlier positions must not see it
-    out = model(changed, pos, div)["logits"]
+    inputs = collate([glm_sample(np.array([3, 5, 7, 9, 11]), np.array([2, 4, 6, 8, EOS_ID]))])
+    base = model(inputs)["logits"]
+    changed = collate([glm_sample(np.array([3, 5, 7, 9, 11]), np.array([2, 4, 6, 13, EOS_ID]))])
+    out = model(changed)["logits"]  # last span token changed: earlier positions must not see it
     torch.testing.assert_close(out[0, :-1], base[0, :-1])
-    changed = tokens.clone()
-    changed[0, 4] = 13  # last prefix token: every position sees it, the first prefix token included
-    out = model(changed, pos, div)["logits"]
+    changed = collate([glm_sample(np.array([3, 5, 7, 9, 13]), np.array([2, 4, 6, 8, EOS_ID]))])
+    out = model(changed)["logits"]  # last prefix token: every position sees it, the first prefix token included
     assert not torch.allclose(out[0, 0], base[0, 0])
 
 
 def test_kv_cache_matches_full_forward(tiny_config):
     model = XTrimoPGLM(tiny_config).eval()
-    ids, _, pos, division = glm_layout(np.array([3, 5, 7]), np.array([2, 4, 6, 8, 10, EOS_ID]))
-    tokens, pos = torch.tensor(ids)[None], torch.tensor(pos)[None]
-    full = model(tokens, pos, torch.tensor([division]))["logits"]
-    cache = KVCache(tiny_config, 1, tokens.shape[1], torch.device("cpu"), torch.float32)
-    n = division + 1  # prefix, <gmask>, <sop>
-    mask = glm_attention_mask(torch.tensor([division]), torch.ones(1, n, dtype=torch.bool))
-    step = [model(tokens[:, :n], pos[..., :n], attention_mask=mask, cache=cache)["logits"]]
-    for i in range(n, tokens.shape[1]):
-        m = torch.ones(1, 1, 1, i + 1, dtype=torch.bool)
-        step.append(model(tokens[:, i : i + 1], pos[..., i : i + 1], attention_mask=m, cache=cache)["logits"])
+    inputs = collate([glm_sample(np.array([3, 5, 7]), np.array([2, 4, 6, 8, 10, EOS_ID]))])
+    full = model(inputs)["logits"]
+    length = inputs.input_ids.shape[1]
+    cache = KVCache(tiny_config, 1, length, torch.device("cpu"), torch.float32)
+    n = int(inputs.division) + 1  # prefix, <gmask>, <sop>
+    step = [model(inputs.columns(0, n), cache=cache)["logits"]]
+    step.append(model(inputs.columns(n, n + 2), cache=cache)["logits"])  # two tokens at once after the cache
+    for i in range(n + 2, length):
+        logits = model.decode_step(inputs.input_ids[:, i], inputs.position_ids[:, :, i],
+                                   torch.ones(1, i + 1, dtype=torch.bool), cache)
+        step.append(logits[:, None])
+    assert cache.length == length
     torch.testing.assert_close(torch.cat(step, 1), full, rtol=1e-5, atol=1e-5)
 
 
@@ -151,8 +155,8 @@ def test_varlen_attention_matches_padded(tiny_config, mode, monkeypatch):
     used = []
     real = TokenLayout.use_varlen
     monkeypatch.setattr(TokenLayout, "use_varlen", lambda self, v, d: used.append(real(self, v, d)) or used[-1])
-    fast = model(tokens, division=division)["logits"]
+    fast = model(_with_division(tokens, division))["logits"]
     assert used == [True]
-    slow = model(tokens, division=division, output_attentions=True)["logits"]
+    slow = model(_with_division(tokens, division), output_attentions=True)["logits"]
     valid = tokens != 0
     torch.testing.assert_close(fast[valid], slow[valid], rtol=1e-5, atol=1e-5)

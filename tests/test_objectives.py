@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from xtrimo.model.layout import clm_sample, glm_sample, mlm_sample
 from xtrimo.objectives import (GLM, IGNORE_INDEX, MLM, ObjectiveConfig, build_glm_sample, build_mlm_sample,
-                               draw_kind, glm_layout, lm_loss)
+                               draw_kind, lm_loss)
 from xtrimo.tokenizer import EOS_ID, GMASK_ID, MASK_ID, SOP_ID
 
 
@@ -24,13 +25,20 @@ def test_mlm_sample_rates():
     assert np.array_equal(s.position_ids[0], np.arange(len(s))) and not s.position_ids[1].any()
 
 
-def test_glm_layout_golden():
-    ids, labels, pos, division = glm_layout(np.array([5, 6, 7]), np.array([8, 9, EOS_ID]))
-    assert ids.tolist() == [5, 6, 7, GMASK_ID, SOP_ID, 8, 9]
-    assert labels.tolist() == [-100, -100, -100, -100, 8, 9, EOS_ID]
-    assert pos[0].tolist() == [0, 1, 2, 3, 3, 3, 3]
-    assert pos[1].tolist() == [0, 0, 0, 0, 1, 2, 3]
-    assert division == 4
+def test_layouts_golden():
+    s = glm_sample(np.array([5, 6, 7]), np.array([8, 9, EOS_ID]))
+    assert s.input_ids.tolist() == [5, 6, 7, GMASK_ID, SOP_ID, 8, 9]
+    assert s.labels.tolist() == [-100, -100, -100, -100, 8, 9, EOS_ID]
+    assert s.position_ids[0].tolist() == [0, 1, 2, 3, 3, 3, 3]
+    assert s.position_ids[1].tolist() == [0, 0, 0, 0, 1, 2, 3]
+    assert s.division == 4
+    s = clm_sample(np.array([5, 6, 7]))  # upstream's causal layout: <gmask> <sop> <eos> + residues
+    assert s.input_ids.tolist() == [GMASK_ID, SOP_ID, EOS_ID, 5, 6, 7]
+    assert s.labels.tolist() == [-100, -100, 5, 6, 7, EOS_ID]
+    assert s.position_ids.tolist() == [[0] * 6, [0, 1, 2, 3, 4, 5]] and s.division == 0
+    s = mlm_sample(np.array([5, 6, 7]))
+    assert s.input_ids.tolist() == [5, 6, 7, EOS_ID] and s.division == 4
+    assert s.position_ids.tolist() == [[0, 1, 2, 3], [0] * 4]
 
 
 def test_glm_span_lengths():

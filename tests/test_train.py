@@ -27,15 +27,15 @@ def test_quickstart_composes():
     assert 2.5e6 < cfg.model.num_parameters() < 3.5e6
 
 
-def test_untrained_objectives_are_marked():
+def test_trained_objectives_follow_the_schedule():
     from xtrimo.objectives.mixture import ObjectiveConfig
-    from xtrimo.train.run import untrained_objectives
 
-    assert untrained_objectives(compose(["experiment=quickstart"]).objective, 300) == {"glm"}
-    assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 30) == {"glm"}
-    assert untrained_objectives(ObjectiveConfig(glm_prob=0.8, stage1_steps=50), 51) == set()
-    assert untrained_objectives(ObjectiveConfig(glm_prob=1.0), 7) == {"mlm"}
-    assert untrained_objectives(ObjectiveConfig(glm_prob=1.0, transition_steps=4), 7) == set()  # ramp draws MLM
+    assert compose(["experiment=quickstart"]).objective.trained_objectives(300) == ("mlm",)
+    assert ObjectiveConfig(glm_prob=0.8, stage1_steps=50).trained_objectives(30) == ("mlm",)
+    assert ObjectiveConfig(glm_prob=0.8, stage1_steps=50).trained_objectives(51) == ("mlm", "glm")
+    assert ObjectiveConfig(glm_prob=1.0).trained_objectives(7) == ("glm",)
+    assert ObjectiveConfig(glm_prob=1.0, transition_steps=4).trained_objectives(7) == ("mlm", "glm")  # ramp: MLM
+    assert ObjectiveConfig().trained_objectives(0) == ()
 
 
 def test_strategy_group_sets_trainer_strategy():
@@ -76,6 +76,7 @@ def test_tiny_training_run(tmp_path):
     assert last.is_symlink() and (run / "checkpoints" / "best").is_symlink()
     assert sorted(p.name for p in last.iterdir()) == ["config.yaml", "model.safetensors", "trainer.ckpt"]
     model = XTrimoPGLM.from_pretrained(last)
+    assert model.config.objectives == ("mlm", "glm") and not model.config.is_causal  # objective.glm_prob 0.5
     state = torch.load(last / "trainer.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(state[f"model.{k}"], v) for k, v in model.state_dict().items())
     rows = list(csv.DictReader(open(run / "metrics.csv")))

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 ROPE_MODES = ("1d", "2d")
+OBJECTIVES = ("mlm", "glm", "clm")
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ModelConfig:
     init_method_std: float = 0.0  # 0: sqrt(2 / (5 * hidden_size)), GLM-130B's small init
     deepnorm: bool = True
     embedding_grad_shrink: float = 1.0  # 0.1 in the 100B recipe; 1.0 disables the shrink
+    # what the weights are: the upstream causal checkpoints read <gmask><sop><eos> + residues with a causal mask
+    is_causal: bool = False
+    objectives: tuple[str, ...] = ()  # trained with ("mlm", "glm", "clm"); empty: not recorded (older checkpoints)
 
     def __post_init__(self) -> None:
         if self.ffn_hidden_size == 0:
@@ -55,12 +59,35 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rope_mode must be one of {ROPE_MODES}, got {self.rope_mode!r}")
         if self.padded_vocab_size < 36:
             raise ValueError(f"ModelConfig.padded_vocab_size must hold the 36 ProteinGLM tokens, got {self.padded_vocab_size}")
+        self.objectives = tuple(self.objectives)
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown:
+            raise ValueError(f"ModelConfig.objectives: unknown {unknown}; valid: {', '.join(OBJECTIVES)}")
         if not 0.0 < self.embedding_grad_shrink <= 1.0:
             raise ValueError(f"ModelConfig.embedding_grad_shrink must be in (0, 1], got {self.embedding_grad_shrink}")
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def read_mode(self) -> str:
+        """How the checkpoint reads a sequence: ``"clm"`` for causal checkpoints, else ``"mlm"``
+        (:mod:`xtrimo.model.layout`)."""
+        return "clm" if self.is_causal else "mlm"
+
+    @property
+    def generation_mode(self) -> str | None:
+        """The layout to generate and score sequences in: ``"clm"`` (causal checkpoints), ``"glm"`` (GLM-trained,
+        or not recorded), None for an MLM-only checkpoint, which has no autoregressive objective."""
+        if self.is_causal:
+            return "clm"
+        return "glm" if not self.objectives or "glm" in self.objectives else None
+
+    @property
+    def can_fill_masks(self) -> bool:
+        """Trained with MLM (masked marginals, template design), or not recorded."""
+        return not self.objectives or "mlm" in self.objectives
 
     @property
     def deepnorm_alpha(self) -> float:
@@ -79,7 +106,9 @@ class ModelConfig:
         return v * h + self.num_layers * per_layer + 2 * h + (h * v + v)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["objectives"] = list(self.objectives)  # YAML has lists, not tuples
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> ModelConfig:

@@ -6,7 +6,8 @@ Ids follow Megatron's ``ResidueLevelTokenizer`` and the Hugging Face ``tokenizer
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -41,8 +42,11 @@ class InvalidResidueError(ValueError):
 class ResidueTokenizer:
     """Maps protein sequences to ProteinGLM ids and back.
 
-    Lower case is accepted; any other character raises :class:`InvalidResidueError` naming the record and the
-    1-based position.
+    The ids are upstream's (``tokenizer_reference.json`` of the upstream tokenizer). Two differences, on purpose:
+    lower case is upper-cased (upstream maps every lower-case residue to ``<unk>``), and a sequence is read one
+    residue per character (upstream splits on whitespace, so an unspaced sequence is a single ``<unk>``);
+    :meth:`encode_text` reads upstream's spaced form. Any other character raises :class:`InvalidResidueError`
+    naming the record and the 1-based position. Where special tokens go is :mod:`xtrimo.model.layout`'s job.
     """
 
     pad_id = PAD_ID
@@ -78,9 +82,22 @@ class ResidueTokenizer:
             )
         return ids
 
-    def encode_mlm(self, sequence: str, name: str = "<input>") -> np.ndarray:
-        """Ids for the autoencoding input: residues then a trailing ``<eos>`` (no BOS), as released."""
-        return np.append(self.encode(sequence, name), EOS_ID)
+    def encode_text(self, text: str, name: str = "<input>") -> np.ndarray:
+        """Ids of upstream-style text: residues and ``<special>`` names, with or without spaces
+        (``"<gmask><sop><eos>M L F"`` -> ``[29, 32, 34, 17, 1, 15]``).
+
+        Raises:
+            InvalidResidueError: an unknown ``<name>`` or a character that is no residue, naming ``name``.
+        """
+        out: list[int] = []
+        for part in re.split(r"(<[^<>\s]*>)", text):
+            if part.startswith("<"):
+                if part not in self.token_to_id:
+                    raise InvalidResidueError(f"unknown special token {part!r} in {name!r}")
+                out.append(self.token_to_id[part])
+            else:
+                out.extend(self.encode("".join(part.split()), name).tolist())
+        return np.array(out, dtype=np.int64)
 
     def decode(self, ids: Iterable[int], skip_special: bool = True) -> str:
         """Residue string of ``ids``; special tokens are dropped (or written as ``<name>``)."""
@@ -92,14 +109,6 @@ class ResidueTokenizer:
             elif not skip_special and i < len(self.id_to_token):
                 out.append(self.id_to_token[i])
         return "".join(out)
-
-    def batch_encode(self, sequences: Sequence[str], add_eos: bool = True) -> torch.Tensor:
-        """Right-padded ``[B, L]`` batch of the MLM-style encoding (residues + ``<eos>``)."""
-        enc = [self.encode_mlm(s, f"#{i}") if add_eos else self.encode(s, f"#{i}") for i, s in enumerate(sequences)]
-        out = torch.zeros(len(enc), max((len(e) for e in enc), default=0), dtype=torch.long)
-        for i, e in enumerate(enc):
-            out[i, : len(e)] = torch.from_numpy(e)
-        return out
 
     def __len__(self) -> int:
         return self.vocab_size

@@ -56,7 +56,7 @@ def xtrimo_runner(gen: Generator, batch: int, new: int, use_cache: bool) -> Call
     prompt = gen.tokenizer.encode("M")
     if use_cache:
         return lambda: gen.generate(batch, "M", new, min_length=new + 1, max_length=new + 1, seed=0, batch_size=batch)
-    model = gen.model if gen.step_fn is None else torch.compile(gen.model, dynamic=True)
+    model = torch.compile(gen.model, dynamic=True) if gen.compiled else gen.model
     return lambda: decode(model, [prompt] * batch, SamplingConfig(), new, new, 0, use_cache=False)
 
 
@@ -78,14 +78,13 @@ def bare_forward_ms(
     from xtrimo.model.layers import KVCache
 
     model, x = gen.model, torch.full((batch, 1), 17, device=device)
-    cache = KVCache(model.config, batch, steps + 1, device, next(model.parameters()).dtype)
-    pos = torch.zeros((batch, 2, 1), dtype=torch.long, device=device)
+    pos = torch.zeros((batch, 2), dtype=torch.long, device=device)
 
     def ours() -> None:
-        cache.length = 0
+        cache = KVCache(model.config, batch, steps + 1, device, next(model.parameters()).dtype)
         for _ in range(steps):
-            model(x, position_ids=pos, attention_mask=torch.ones((batch, 1, 1, cache.length + 1), dtype=torch.bool,
-                                                                 device=device), cache=cache)
+            model.decode_step(x[:, 0], pos, torch.ones((batch, cache.length + 1), dtype=torch.bool, device=device),
+                              cache)
 
     def theirs() -> None:
         past = None

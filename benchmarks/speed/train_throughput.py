@@ -24,7 +24,7 @@ from xtrimo.config import ModelConfig
 from xtrimo.data.registry import dataset_path
 from xtrimo.model import XTrimoPGLM
 from xtrimo.objectives import build_mlm_sample
-from xtrimo.data.batching import collate
+from xtrimo.model.layout import collate
 from xtrimo.tokenizer import ResidueTokenizer
 
 
@@ -70,10 +70,10 @@ def xtrimo_runner(cfg: ModelConfig, batches: list[list[str]], seed: int) -> Call
 
     def step(i: int) -> None:
         d = data[i]
-        out = model(d["input_ids"], d["position_ids"], None, d["valid"], return_logits=False)
-        keep = d["labels"] != -100
+        out = model(d, return_logits=False)
+        keep = d.labels != -100
         h = out["last_hidden_state"][keep]  # the head only where there is a loss, as in training
-        loss = F.cross_entropy(model.transformer.output_layer(h).float(), d["labels"][keep])
+        loss = F.cross_entropy(model.transformer.output_layer(h).float(), d.labels[keep])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

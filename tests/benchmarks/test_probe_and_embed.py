@@ -13,6 +13,7 @@ from sklearn.linear_model import Ridge
 
 from xtrimo.benchmarks import embed, probe
 from xtrimo.benchmarks.backbones import BackboneConfig, OneHotBackbone, build_backbone
+from xtrimo.model.layout import ModelInput
 from xtrimo.benchmarks.tasks import ProbeSpec
 
 
@@ -147,9 +148,9 @@ def test_token_budget_bounds_forward_batch(tiny_checkpoint: Path) -> None:
     seen: list[int] = []
     original = backbone.model.forward
 
-    def spy(tokens: torch.Tensor, **kw: object) -> dict:
-        seen.append(tokens.numel())
-        return original(tokens, **kw)
+    def spy(inputs: ModelInput, **kw: object) -> dict:
+        seen.append(inputs.input_ids.numel())
+        return original(inputs, **kw)
 
     backbone.model.forward = spy
     embed.embed_residues(backbone, ["A" * 13] * 9 + ["C" * 17] * 4, batch_tokens=60)

@@ -68,11 +68,11 @@ def test_score_sequences_and_variants(checkpoint: Path, tmp_path: Path) -> None:
     muts.write_text("mutant,DMS_score\nK2R,0.5\nA4G:Q9E,-1.0\n")
     assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
-    assert [r["name"] for r in rows] == ["a", "b"] and float(rows[0]["perplexity"]) > 1
+    assert [r["name"] for r in rows] == ["a", "b"] and float(rows[0]["perplexity_with_eos"]) > 1
     assert score_main(["--checkpoint", str(checkpoint), "--wildtype", str(wt), "--mutations", str(muts),
                        "-o", str(tmp_path / "e.csv"), "--device", "cpu"]) == 0
     rows = list(csv.DictReader(open(tmp_path / "e.csv")))
-    assert [r["mutant"] for r in rows] == ["K2R", "A4G:Q9E"] and all("masked_marginal" in r for r in rows)
+    assert [r["mutant"] for r in rows] == ["K2R", "A4G:Q9E"] and all("masked_marginals" in r for r in rows)
 
 
 def test_score_bad_mutation_one_line(checkpoint: Path, tmp_path: Path, capsys) -> None:

@@ -7,44 +7,47 @@ import pytest
 import torch
 
 from xtrimo.generation import Generator
-from xtrimo.generation.compiled import forward_one
+from xtrimo.generation.compiled import compile_decoding
 from xtrimo.generation.decode import decode
 from xtrimo.generation.sampling import SamplingConfig
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
+from xtrimo.model.layout import prompt_batch
 from xtrimo.tokenizer import EOP_ID, EOS_ID, ResidueTokenizer
 
 TOK = ResidueTokenizer()
 
 
 @pytest.mark.parametrize("name", ["model", "model_2d"])
-@pytest.mark.parametrize(("batch", "weight_left"), [(1, False), (3, False), (3, True)])
-def test_one_token_step_equals_the_model(
-    name: str, batch: int, weight_left: bool, request: pytest.FixtureRequest
-) -> None:
-    """forward_one against the model's own cached forward: a 7-token left-padded context, then 4 new tokens."""
+def test_compiled_step_equals_the_model(name: str, request: pytest.FixtureRequest) -> None:
+    """The compiled decode_step (one row: multiply-reduce; three rows on two threads: (W @ x^T)^T) against the
+    model's own cached forward: a left-padded context, then 4 new tokens; logits and cache entries."""
     m: XTrimoPGLM = request.getfixturevalue(name)
+    compiled = XTrimoPGLM(m.config).eval()
+    compiled.load_state_dict(m.state_dict())
+    compile_decoding(compiled)
     torch.manual_seed(3)
-    ctx, steps = 7, 4
-    tokens = torch.randint(4, 28, (batch, ctx + steps))
-    valid = torch.ones(batch, ctx + steps, dtype=torch.bool)
-    valid[0, :2] = False  # row 0 is left-padded
-    positions = torch.stack((torch.arange(ctx + steps).expand(batch, -1), torch.zeros(batch, ctx + steps).long()), 1)
-    positions[:, 1, ctx:] = torch.arange(2, steps + 2)
-    ref_cache = KVCache(m.config, batch, ctx + steps + 3, torch.device("cpu"), torch.float32)
-    our_cache = KVCache(m.config, batch, ctx + steps + 3, torch.device("cpu"), torch.float32)
-    mask = (valid[:, None, None, :ctx]).expand(batch, 1, ctx, ctx)
-    with torch.no_grad():
-        for cache in (ref_cache, our_cache):
-            m(tokens[:, :ctx], position_ids=positions[:, :, :ctx], attention_mask=mask, cache=cache)
-        for t in range(ctx, ctx + steps):
-            ref = m(tokens[:, t : t + 1], position_ids=positions[:, :, t : t + 1],
-                    attention_mask=valid[:, None, None, : t + 1], cache=ref_cache)["logits"][:, -1]
-            ours = forward_one(m, tokens[:, t], positions[:, :, t], valid[:, : t + 1], our_cache.keys, our_cache.values,
-                               weight_left)
-            torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
-    for a, b in zip(ref_cache.keys + ref_cache.values, our_cache.keys + our_cache.values):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    steps, before = 4, torch.get_num_threads()
+    for batch, threads in ((1, 1), (3, 1), (3, 2)):
+        prompts = [TOK.encode("MKTAY"), TOK.encode("GSS"), TOK.encode("LVNM")][:batch]
+        inputs, context = prompt_batch(prompts, "glm", steps)
+        inputs.input_ids[:, context:] = torch.randint(4, 28, (batch, steps))
+        caches = [KVCache(m.config, batch, context + steps + 3, torch.device("cpu"), torch.float32) for _ in "ab"]
+        torch.set_num_threads(threads)
+        try:
+            with torch.no_grad():
+                m(inputs.columns(0, context), cache=caches[0])
+                compiled(inputs.columns(0, context), cache=caches[1])
+                for t in range(context, context + steps):
+                    ref = m(inputs.columns(t, t + 1), cache=caches[0], key_valid=inputs.valid[:, : t + 1])
+                    ours = compiled.decode_step(inputs.input_ids[:, t], inputs.position_ids[:, :, t],
+                                                inputs.valid[:, : t + 1], caches[1])
+                    torch.testing.assert_close(ours, ref["logits"][:, -1], atol=1e-5, rtol=1e-5)
+        finally:
+            torch.set_num_threads(before)
+        assert caches[0].length == caches[1].length == context + steps
+        for a, b in zip(caches[0].keys + caches[0].values, caches[1].keys + caches[1].values):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
 def test_compiled_decoding_gives_the_eager_samples(model: XTrimoPGLM) -> None:
@@ -56,8 +59,10 @@ def test_compiled_decoding_gives_the_eager_samples(model: XTrimoPGLM) -> None:
     cfg = SamplingConfig(temperature=0.9, top_k=12, top_p=0.95, repetition_penalty=1.2, ban="C")
     gen = Generator(model, "cpu", compile=True)
     assert all(p.is_contiguous() for p in gen.model.parameters())
-    ours = decode(gen.model, prompts, cfg, 29, min_new_tokens=3, seed=11, step_fn=gen.step_fn)
-    ref = decode(gen.model, prompts, cfg, 29, min_new_tokens=3, seed=11)
+    ours = decode(gen.model, prompts, cfg, 29, min_new_tokens=3, seed=11)
+    eager = XTrimoPGLM(model.config).eval()
+    eager.load_state_dict(model.state_dict())
+    ref = decode(eager, prompts, cfg, 29, min_new_tokens=3, seed=11)
     assert len({len(d.tokens) for d in ours}) == 4 and all(d.stopped for d in ours)
     for a, b in zip(ours, ref):
         assert a.tokens.tolist() == b.tokens.tolist() and a.stopped == b.stopped

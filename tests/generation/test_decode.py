@@ -8,7 +8,7 @@ import torch
 
 from xtrimo.generation.decode import decode
 from xtrimo.generation.sampling import SamplingConfig
-from xtrimo.generation.scoring import glm_token_log_probs
+from xtrimo.generation.scoring import continuation_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import EOS_ID, ResidueTokenizer
 
@@ -33,7 +33,7 @@ def test_log_probs_match_the_training_layout(name: str, request: pytest.FixtureR
     out = decode(m, PROMPTS, SamplingConfig(), 17, seed=2)
     for prompt, d in zip(PROMPTS, out):
         seq = np.concatenate((prompt, d.tokens))
-        (ref,) = glm_token_log_probs(m, [seq], [len(prompt)])  # residues then <eos>
+        (ref,) = continuation_log_probs(m, [seq], [len(prompt)])  # residues then <eos>
         n = len(d.tokens)
         assert len(d.log_probs) == n + int(d.stopped)
         np.testing.assert_allclose(d.log_probs[:n], ref[:n], atol=1e-4)

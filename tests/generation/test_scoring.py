@@ -1,4 +1,4 @@
-"""Sequence log-likelihood under the GLM objective and masked-marginal variant scores."""
+"""Sequence log-likelihoods (GLM and CLM layouts, pseudo-log-likelihood) and variant scores, against naive loops."""
 
 from __future__ import annotations
 
@@ -6,40 +6,85 @@ import numpy as np
 import pytest
 import torch
 
-from xtrimo.generation.scoring import masked_marginal_scores, parse_variant, sequence_log_likelihoods
+from xtrimo.config import ModelConfig
+from xtrimo.generation.scoring import (
+    log_likelihood_ratio_scores, masked_marginal_scores, parse_variant, pseudo_log_likelihoods,
+    sequence_log_likelihoods,
+)
 from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.model.layout import ModelInput
 from xtrimo.tokenizer import EOS_ID, GMASK_ID, MASK_ID, SOP_ID, ResidueTokenizer
 
 TOK = ResidueTokenizer()
 SEQS = ["MKTAYIAKQRQISFVKSHF", "GSSG", "MLSEGEWQLVLHVWAKVEAD"]
 
 
-def _naive_ll(model: XTrimoPGLM, seq: str) -> float:
-    """Unbatched, hand-built layout: <gmask> <sop> residues, positions (0.., block 1..), causal after <gmask>."""
-    ids = TOK.encode(seq)
+def _naive_ll(model: XTrimoPGLM, seq: str) -> tuple[float, float]:
+    """Unbatched, hand-built layouts; (residues, <eos>) log-probabilities.
+
+    GLM: <gmask> <sop> residues, positions (0.., block 1..), causal after <gmask>. CLM (causal checkpoints):
+    <gmask> <sop> <eos> residues, positions (0, 0..), causal from the first token.
+    """
+    ids = TOK.encode(seq).tolist()
     n = len(ids)
-    tokens = torch.tensor([[GMASK_ID, SOP_ID, *ids.tolist()]])
-    pos = torch.tensor([[[0] * (n + 2), [0, *range(1, n + 2)]]])
-    mask = torch.ones(n + 2, n + 2, dtype=torch.bool).tril()
+    if model.config.is_causal:
+        tokens, pos, first = [GMASK_ID, SOP_ID, EOS_ID, *ids], [[0] * (n + 3), list(range(n + 3))], 2
+    else:
+        tokens, pos, first = [GMASK_ID, SOP_ID, *ids], [[0] * (n + 2), [0, *range(1, n + 2)]], 1
+    inputs = ModelInput(torch.tensor([tokens]), torch.tensor([pos]), torch.tensor([0]),
+                        torch.ones(1, len(tokens), dtype=torch.bool))
     with torch.no_grad():
-        lp = model(tokens, position_ids=pos, attention_mask=mask[None, None])["logits"][0].log_softmax(-1)
-    target = [*ids.tolist(), EOS_ID]
-    return float(sum(lp[i + 1, t] for i, t in enumerate(target)))
+        lp = model(inputs)["logits"][0].log_softmax(-1)
+    per = [float(lp[first + i, t]) for i, t in enumerate([*ids, EOS_ID])]
+    return sum(per[:-1]), per[-1]
 
 
-def test_log_likelihood_batched_equals_naive(model: XTrimoPGLM) -> None:
-    scores = sequence_log_likelihoods(model, SEQS, batch_size=2)
-    for s, sc in zip(SEQS, scores):
-        assert sc.num_tokens == len(s) + 1
-        assert sc.log_likelihood == pytest.approx(_naive_ll(model, s), abs=1e-3)
-        assert sc.perplexity == pytest.approx(np.exp(-sc.log_likelihood / sc.num_tokens))
+@pytest.mark.parametrize("causal", [False, True])
+def test_log_likelihood_batched_equals_naive(model: XTrimoPGLM, causal: bool) -> None:
+    model.config.is_causal = causal
+    for with_eos in (True, False):
+        scores = sequence_log_likelihoods(model, SEQS, batch_size=2, with_eos=with_eos)
+        for s, sc in zip(SEQS, scores):
+            residues, eos = _naive_ll(model, s)
+            assert sc.num_tokens == len(s) + int(with_eos)
+            assert sc.residue_log_likelihood == pytest.approx(residues, abs=1e-3)
+            assert sc.eos_log_prob == pytest.approx(eos, abs=1e-4)
+            assert sc.log_likelihood == pytest.approx(residues + eos * with_eos, abs=1e-3)
+            assert sc.perplexity == pytest.approx(np.exp(-sc.log_likelihood / sc.num_tokens))
+
+
+def test_pseudo_log_likelihood_and_ratio(model: XTrimoPGLM) -> None:
+    """PLL: one masked pass per residue, MLM layout; the ratio: whole-sequence log-likelihoods, <eos> included."""
+    seq = SEQS[1]
+    (pll,) = pseudo_log_likelihoods(model, [seq], batch_size=3)
+    ids = torch.tensor([*TOK.encode(seq).tolist(), EOS_ID])
+    expected = 0.0
+    for i in range(len(seq)):
+        x = ids.clone()
+        x[i] = MASK_ID
+        with torch.no_grad():
+            expected += float(model(x[None])["logits"][0, i].log_softmax(-1)[ids[i]])
+    assert pll.log_likelihood == pytest.approx(expected, abs=1e-4) and pll.num_tokens == len(seq)
+    (llr,) = log_likelihood_ratio_scores(model, seq, ["S2A"])
+    wt, mt = sequence_log_likelihoods(model, [seq, "GASG"])
+    assert llr == pytest.approx(mt.log_likelihood - wt.log_likelihood, abs=1e-5)
+
+
+def test_objectives_decide_what_can_be_scored(model: XTrimoPGLM) -> None:
+    model.config.objectives = ("mlm",)
+    with pytest.raises(ValueError, match="trained with MLM only"):
+        sequence_log_likelihoods(model, SEQS)
+    model.config.objectives = ("clm",)
+    model.config.is_causal = True
+    with pytest.raises(ValueError, match="needs a checkpoint trained with MLM"):
+        masked_marginal_scores(model, SEQS[0], ["K2R"])
 
 
 def test_masked_marginal_equals_naive(model: XTrimoPGLM) -> None:
     wt = "MKTAYIAKQRQISFVKSHF"
     variants = ["K2R", "A4G:F14W", "M1M"]
     got = masked_marginal_scores(model, wt, variants, batch_size=2)
-    ids = torch.from_numpy(TOK.encode_mlm(wt))
+    ids = torch.tensor([*TOK.encode(wt).tolist(), EOS_ID])
 
     def site(pos: int, wt_aa: str, mt: str) -> float:
         x = ids.clone()

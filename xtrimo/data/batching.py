@@ -1,4 +1,4 @@
-"""Token-budget bucketing and collation of objective samples into padded batches."""
+"""Token-budget bucketing of samples (collation into padded batches: :func:`xtrimo.model.layout.collate`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
-import torch
 
-from xtrimo.objectives.sample import IGNORE_INDEX, Sample
-from xtrimo.tokenizer import PAD_ID
+from xtrimo.model.layout import Sample
 
 T = TypeVar("T", Sample, np.ndarray)
 
@@ -36,31 +34,6 @@ def bucket_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
-
-
-def collate(samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-    """Right-pad samples into a batch.
-
-    Returns:
-        ``input_ids``, ``labels`` ``[B, L]``; ``position_ids`` ``[B, 2, L]``; ``division``, ``kinds`` ``[B]``;
-        ``valid`` ``[B, L]`` bool.
-    """
-    b, length = len(samples), max(len(s) for s in samples)
-    input_ids = np.full((b, length), PAD_ID, dtype=np.int64)
-    labels = np.full((b, length), IGNORE_INDEX, dtype=np.int64)
-    position_ids = np.zeros((b, 2, length), dtype=np.int64)
-    valid = np.zeros((b, length), dtype=bool)
-    for i, s in enumerate(samples):
-        n = len(s)
-        input_ids[i, :n], labels[i, :n], position_ids[i, :, :n], valid[i, :n] = s.input_ids, s.labels, s.position_ids, True
-    return {
-        "input_ids": torch.from_numpy(input_ids),
-        "labels": torch.from_numpy(labels),
-        "position_ids": torch.from_numpy(position_ids),
-        "division": torch.tensor([s.division for s in samples], dtype=torch.long),
-        "kinds": torch.tensor([s.kind for s in samples], dtype=torch.long),
-        "valid": torch.from_numpy(valid),
-    }
 
 
 def shuffle_buffer(items: Iterator, size: int, rng: np.random.Generator) -> Iterator:

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from xtrimo.data.batching import bucket_batches, collate, shuffle_buffer
+from xtrimo.data.batching import bucket_batches, shuffle_buffer
 from xtrimo.data.fasta import read_fasta
 from xtrimo.data.registry import resolve_data_file
+from xtrimo.model.layout import ModelInput, collate
 from xtrimo.objectives.mixture import ObjectiveConfig, build_sample, draw_kind
 from xtrimo.objectives.sample import GLM, IGNORE_INDEX, MLM, Sample
 from xtrimo.tokenizer import ResidueTokenizer
@@ -73,7 +74,7 @@ class PretrainStream(IterableDataset):
         start = int(rng.integers(0, len(residues) - room + 1))
         return residues[start : start + room]
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[ModelInput]:
         shard, n_shards = _shard()
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
@@ -100,7 +101,7 @@ class PretrainStream(IterableDataset):
                     brng = np.random.default_rng([self.spec.seed, epoch, shard, pool_idx, 2, b])
                     batch = [build_sample(r, brng, self.objective, draw_kind(brng, self.objective, step)) for r in residues]
                     out = collate(batch)
-                    out["epoch"] = torch.tensor(epoch)
+                    out.epoch = torch.tensor(epoch)
                     yield out
 
 
@@ -133,17 +134,17 @@ class ValidationSet(IterableDataset):
         self.spec, self.objective, self.max_sequences = spec, objective, max_sequences
         self.tokenizer = ResidueTokenizer()
 
-    def _share(self, samples: list[Sample], rank: int, world: int) -> Iterator[dict[str, torch.Tensor]]:
+    def _share(self, samples: list[Sample], rank: int, world: int) -> Iterator[ModelInput]:
         batches = bucket_batches(samples, self.spec.max_tokens, None)
         for i in range(rank, math.ceil(len(batches) / world) * world, world):
             if i < len(batches):
                 yield collate(batches[i])
             else:
                 empty = collate(batches[0])
-                empty["labels"].fill_(IGNORE_INDEX)
+                empty.labels.fill_(IGNORE_INDEX)
                 yield empty
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def __iter__(self) -> Iterator[ModelInput]:
         rank, world = _shard()
         seqs = iter_residues(self.spec.files, self.tokenizer)
         if self.max_sequences:

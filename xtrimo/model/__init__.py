@@ -1,4 +1,5 @@
-from xtrimo.model.glm import XTrimoPGLM, default_position_ids
+from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
+from xtrimo.model.layout import ModelInput, read_batch
 
-__all__ = ["KVCache", "XTrimoPGLM", "default_position_ids"]
+__all__ = ["KVCache", "ModelInput", "XTrimoPGLM", "read_batch"]

@@ -6,6 +6,7 @@ Module names equal Hugging Face ProteinGLM's, so its checkpoints load through a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,9 @@ import torch
 from torch import nn
 
 from xtrimo.config import ModelConfig
-from xtrimo.model.layers import GLMBlock, KVCache, TokenLayout
-from xtrimo.model.masks import glm_attention_mask, needs_mask
+from xtrimo.model.layers import GLMBlock, KVCache, KVWindow, Linear, TokenLayout
+from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask
 from xtrimo.model.rope import RotaryEmbedding
-from xtrimo.tokenizer import PAD_ID
 
 
 class _ShrinkGrad(torch.autograd.Function):
@@ -50,14 +50,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.embedding = Embedding(config)
         self.encoder = Encoder(config)
-        self.output_layer = nn.Linear(config.hidden_size, config.padded_vocab_size)
-
-
-def default_position_ids(tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
-    """MLM positions ``(arange, 0)``, ``[B, 2, L]``."""
-    b, length = tokens.shape
-    pos = torch.arange(offset, offset + length, device=tokens.device).expand(b, length)
-    return torch.stack((pos, torch.zeros_like(pos)), dim=1)
+        self.output_layer = Linear(config.hidden_size, config.padded_vocab_size)
 
 
 class XTrimoPGLM(nn.Module):
@@ -72,6 +65,7 @@ class XTrimoPGLM(nn.Module):
         self.config = config
         self.transformer = Transformer(config)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base)
+        self._compiled_step: Callable[..., Any] | None = None
         self.reset_parameters()
 
     @torch.no_grad()
@@ -99,12 +93,9 @@ class XTrimoPGLM(nn.Module):
 
     def forward(
         self,
-        tokens: torch.Tensor,
-        position_ids: torch.Tensor | None = None,
-        division: torch.Tensor | None = None,
-        valid: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
+        inputs: ModelInput | torch.Tensor,
         cache: KVCache | None = None,
+        key_valid: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         return_logits: bool = True,
@@ -112,12 +103,12 @@ class XTrimoPGLM(nn.Module):
         """Run the model.
 
         Args:
-            tokens: ``[B, L]`` ids.
-            position_ids: ``[B, 2, L]`` (absolute, block) positions; default ``(arange, 0)`` (after the cache).
-            division: ``[B]`` bidirectional-prefix length; None means fully bidirectional (MLM).
-            valid: ``[B, L]`` False on padding; default ``tokens != <pad>``.
-            attention_mask: explicit ``[B, 1, L, L_keys]`` bool (True = attend); overrides division/valid masking.
-            cache: a :class:`KVCache` for incremental decoding (advanced by ``L``).
+            inputs: a :class:`~xtrimo.model.layout.ModelInput` (built by :mod:`xtrimo.model.layout`), or bare ids
+                ``[B, L]``, read in the checkpoint's own mode (``config.read_mode``: MLM, or CLM for causal
+                checkpoints) with ``<pad>`` as padding.
+            cache: a :class:`KVCache` for incremental decoding; the inputs follow its ``length`` filled positions,
+                and the model advances it by ``L``.
+            key_valid: with a cache, ``[B, cache.length + L]`` False on padding keys (default: all cached keys).
             output_hidden_states: also return every layer's states (embedding output first), ``[B, L, H]`` each.
             output_attentions: also return attention maps ``[B, nh, L, L_keys]`` per layer.
             return_logits: False skips the output head (embedding extraction).
@@ -126,21 +117,23 @@ class XTrimoPGLM(nn.Module):
             dict with ``logits`` ``[B, L, V]``, ``last_hidden_state`` ``[B, L, H]`` (after the final LayerNorm)
             and, on request, ``hidden_states`` and ``attentions``.
         """
+        start = cache.length if cache is not None else 0
+        if not isinstance(inputs, ModelInput):
+            inputs = from_ids(inputs, self.config.read_mode, offset=start)
+        tokens = inputs.input_ids
         b, length = tokens.shape
-        if valid is None:
-            valid = tokens != PAD_ID
-        if position_ids is None:
-            position_ids = default_position_ids(tokens, cache.length if cache is not None else 0)
-        mask = attention_mask
-        layout = TokenLayout.from_valid(valid if cache is None and attention_mask is None else None, b, length)
+        if key_valid is None:
+            key_valid = inputs.valid if start == 0 else torch.cat((inputs.valid.new_ones(b, start), inputs.valid), 1)
+        layout = TokenLayout.from_valid(inputs.valid if cache is None else None, b, length)
         varlen = (
             layout.index is not None and tokens.device.type == "cpu" and not output_attentions
-            and layout.use_varlen(valid, division)
+            and layout.use_varlen(inputs.valid, inputs.division)
         )
-        if mask is None and not varlen and needs_mask(division, valid, length):
-            div = division if division is not None else torch.full((b,), length, device=tokens.device)
-            mask = glm_attention_mask(div, valid)
-        rope = self.rotary(position_ids)
+        mask = None
+        if not varlen and needs_mask(inputs.division, key_valid):
+            mask = attention_mask(inputs.division, key_valid, start)
+        rope = self.rotary(inputs.position_ids)
+        window = cache.window(length) if cache is not None else None
 
         x = self.transformer.embedding.word_embeddings(layout.to_flat(tokens[..., None]).squeeze(-1))
         if self.config.embedding_grad_shrink < 1.0 and self.training:
@@ -149,12 +142,12 @@ class XTrimoPGLM(nn.Module):
         for block in self.transformer.encoder.layers:
             if output_hidden_states:
                 hidden.append(x)
-            x, probs = block(x, layout, rope, mask, cache, output_attentions)
+            x, probs = block(x, layout, rope, mask, window, output_attentions)
             if output_attentions:
                 attentions.append(probs)
         x = self.transformer.encoder.final_layernorm(x)
         if cache is not None:
-            cache.length += length
+            cache.advance(length)
         out: dict[str, Any] = {"last_hidden_state": layout.to_padded(x)}
         if return_logits:
             out["logits"] = layout.to_padded(self.transformer.output_layer(x))
@@ -163,6 +156,36 @@ class XTrimoPGLM(nn.Module):
         if output_attentions:
             out["attentions"] = attentions
         return out
+
+    def decode_step(
+        self, tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor, cache: KVCache,
+        head: Callable[..., Any] | None = None, *head_args: Any,
+    ) -> Any:
+        """One new token per row after ``cache.length`` cached positions (incremental decoding).
+
+        Args:
+            tokens: ``[B]`` ids; positions: ``[B, 2]`` (absolute, block).
+            key_valid: ``[B, cache.length + 1]`` False on padding keys (the new token is the last key).
+            cache: advanced by one position.
+            head: applied to the logits in the same (compiled) graph, as ``head(logits, *head_args)``: the
+                sampler of :mod:`xtrimo.generation` draws the next token there.
+
+        Returns:
+            the logits ``[B, V]`` (fp32), or what ``head`` returns.
+        """
+        if key_valid.shape[1] != cache.length + 1:
+            raise ValueError(f"key_valid covers {key_valid.shape[1]} keys; the cache holds {cache.length} + 1 new")
+        step = self._compiled_step or _one_token
+        if self._compiled_step is not None:
+            _mark_dynamic(tokens, positions, key_valid, cache, head_args)
+        out = step(self, tokens, positions, key_valid, cache.keys, cache.values, head, *head_args)
+        cache.advance(1)
+        return out
+
+    def compile_decoding(self, **options: Any) -> None:
+        """Run :meth:`decode_step` through ``torch.compile`` (inductor ``options``), batch and lengths traced as
+        symbols, so that a process compiles once for a one-row batch and once for larger ones."""
+        self._compiled_step = torch.compile(_one_token, options=options or None)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -179,3 +202,33 @@ class XTrimoPGLM(nn.Module):
         from xtrimo.checkpoint import save_model
 
         save_model(self, path)
+
+
+def _one_token(
+    model: XTrimoPGLM, tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor,
+    keys: list[torch.Tensor], values: list[torch.Tensor], head: Callable[..., Any] | None, *head_args: Any,
+) -> Any:
+    """The body of :meth:`XTrimoPGLM.decode_step`: the model's own blocks on ``[B, H]``, keys written at
+    ``key_valid.shape[1] - 1`` (a size, so that it stays a traced symbol when compiled)."""
+    b = tokens.shape[0]
+    x = model.transformer.embedding.word_embeddings(tokens)
+    rope = model.rotary(positions[:, :, None])
+    window = KVWindow(keys, values, key_valid.shape[1])
+    mask = key_valid[:, None, None, :]
+    for block in model.transformer.encoder.layers:
+        x, _ = block(x, TokenLayout(b, 1), rope, mask, window)
+    logits = model.transformer.output_layer(model.transformer.encoder.final_layernorm(x)).float()
+    return logits if head is None else head(logits, *head_args)
+
+
+def _mark_dynamic(
+    tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor, cache: KVCache, head_args: tuple
+) -> None:
+    """Trace the batch and the lengths as symbols: one compiled graph for every cache length and batch size > 1."""
+    b = tokens.shape[0]
+    batched = [t for t in head_args if isinstance(t, torch.Tensor) and t.ndim and t.shape[0] == b]
+    for t in (tokens, positions, key_valid, *cache.keys, *cache.values, *batched):
+        torch._dynamo.maybe_mark_dynamic(t, 0)
+    torch._dynamo.maybe_mark_dynamic(key_valid, 1)
+    for t in (*cache.keys, *cache.values):
+        torch._dynamo.maybe_mark_dynamic(t, 2)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xtrimo.config import ModelConfig
+from xtrimo.model.layout import span_mask
 from xtrimo.model.rope import apply_rotary
 
 
@@ -67,27 +68,51 @@ class TokenLayout:
 
 
 class KVCache:
-    """Pre-allocated key/value buffers ``[B, nh, max_len, hd]`` per layer, for incremental decoding."""
+    """Pre-allocated key/value buffers ``[B, nh, max_len, hd]`` per layer, for incremental decoding.
+
+    ``length`` counts the positions filled; only the model advances it (:meth:`advance`, after all its layers ran).
+    """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, device: torch.device, dtype: torch.dtype):
         shape = (batch, config.num_attention_heads, max_len, config.head_dim)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_layers)]
-        self.length = 0  # positions filled so far (advanced by the model after all layers ran)
+        self.length = 0
         self.max_len = max_len
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + k.shape[2]
+    def window(self, new: int) -> KVWindow:
+        """Where a forward pass of ``new`` tokens per row writes (raises ``ValueError`` past ``max_len``)."""
+        end = self.length + new
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: {end} positions > max_len {self.max_len}")
-        self.keys[layer][:, :, self.length : end] = k
-        self.values[layer][:, :, self.length : end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        return KVWindow(self.keys, self.values, end)
+
+    def advance(self, new: int) -> None:
+        self.length += new
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep only the batch rows in ``index`` (e.g. finished sequences dropped)."""
         self.keys = [k.index_select(0, index) for k in self.keys]
         self.values = [v.index_select(0, index) for v in self.values]
+
+
+@dataclass
+class KVWindow:
+    """The cache slots one forward pass writes: the new keys go to ``end - n .. end - 1``, attention reads ``:end``.
+
+    ``end`` may be a traced size (a compiled decoding step derives it from the attended keys' width), so one graph
+    serves every cache length.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    end: int
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start = self.end - k.shape[2]
+        self.keys[layer][:, :, start : self.end] = k
+        self.values[layer][:, :, start : self.end] = v
+        return self.keys[layer][:, :, : self.end], self.values[layer][:, :, : self.end]
 
 
 def attention_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -98,6 +123,40 @@ def attention_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[
     return q, k, v
 
 
+def _compiling_on_cpu(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and torch.compiler.is_compiling()
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` with the products a compiled decoding step on the CPU wants (eager runs are plain ``F.linear``).
+
+    A cached decoding step multiplies a few rows by every weight, so it streams all weights once per token. Under
+    ``torch.compile`` on the CPU one row is written as a multiply-reduce over the ``[out, in]`` weight, which
+    inductor turns into one streaming dot product per output (faster than MKL's matrix-vector product through
+    ``nn.Linear``); a few rows (decoding batches) with more than one thread as ``(W @ x^T)^T``, which MKL splits
+    better over threads. ``docs/generation.md`` has the measurements.
+    """
+
+    decode_rows = 64  # up to this many rows a product counts as a decoding batch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and _compiling_on_cpu(x):
+            if x.shape[0] == 1:
+                y = (x[:, None, :] * self.weight).sum(-1)
+                return y if self.bias is None else y + self.bias
+            if x.shape[0] <= self.decode_rows and torch.get_num_threads() > 1:
+                y = (self.weight @ x.t()).t()
+                return y if self.bias is None else y + self.bias
+        return F.linear(x, self.weight, self.bias)
+
+
+def _one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B, nh, 1, hd]`` against ``[B, nh, Lk, hd]`` as a multiply-reduce, softmax and product: under
+    ``torch.compile`` these fuse into a few loops, cheaper than the attention kernel's set-up for one query."""
+    scores = (q * k).sum(-1)[:, :, None] / math.sqrt(q.shape[-1])  # [B, nh, 1, Lk]
+    return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, layer_idx: int) -> None:
         super().__init__()
@@ -106,8 +165,8 @@ class SelfAttention(nn.Module):
         self.head_dim = config.head_dim
         self.rope_mode = config.rope_mode
         self.dropout = config.attention_dropout
-        self.query_key_value = nn.Linear(config.hidden_size, 3 * config.hidden_size)
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query_key_value = Linear(config.hidden_size, 3 * config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
 
     def forward(
         self,
@@ -115,7 +174,7 @@ class SelfAttention(nn.Module):
         layout: TokenLayout,
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None,
-        cache: KVCache | None = None,
+        cache: KVWindow | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args: x ``[T, H]``; mask ``[B, 1, Lq, Lk]`` bool or None. Returns ``[T, H]`` and maybe ``[B, nh, Lq, Lk]``."""
@@ -137,11 +196,12 @@ class SelfAttention(nn.Module):
                 scores = scores.masked_fill(~mask, float("-inf"))
             probs = scores.softmax(-1)
             ctx = (probs.to(v.dtype) @ v)
+        elif length == 1 and mask is not None and _compiling_on_cpu(q):
+            ctx = _one_query_attention(q, k, v, mask)
         else:
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         ctx = ctx.to(qkv.dtype).transpose(1, 2).reshape(b, length, -1)
         return self.dense(layout.to_flat(ctx)), probs
-
 
     def _varlen(self, x: torch.Tensor, layout: TokenLayout, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Attention sequence by sequence on the flat ``[T, H]`` layout: no pad position is ever computed."""
@@ -152,10 +212,7 @@ class SelfAttention(nn.Module):
             q, k, v = attention_dtype(q, k, v)
             cos, sin = rope[0][i : i + 1, :, :n], rope[1][i : i + 1, :, :n]
             q, k = apply_rotary(q, cos, sin, self.rope_mode), apply_rotary(k, cos, sin, self.rope_mode)
-            mask = None
-            if div < n:  # GLM sample: bidirectional prefix, causal span
-                idx = torch.arange(n, device=x.device)
-                mask = (idx[None, :] <= idx[:, None]) | (idx[None, :] < div)
+            mask = span_mask(n, div, x.device) if div < n else None  # GLM / CLM sample: causal after the prefix
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
             outs.append(ctx[0].to(qkv.dtype).transpose(0, 1).reshape(n, -1))
             start += n
@@ -167,8 +224,8 @@ class GeGLU(nn.Module):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.dense_h_to_4h = nn.Linear(config.hidden_size, 2 * config.ffn_hidden_size)
-        self.dense_4h_to_h = nn.Linear(config.ffn_hidden_size, config.hidden_size)
+        self.dense_h_to_4h = Linear(config.hidden_size, 2 * config.ffn_hidden_size)
+        self.dense_4h_to_h = Linear(config.ffn_hidden_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.dense_h_to_4h(x).chunk(2, dim=-1)
@@ -193,7 +250,7 @@ class GLMBlock(nn.Module):
         layout: TokenLayout,
         rope: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor | None,
-        cache: KVCache | None = None,
+        cache: KVWindow | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         y = self.input_layernorm(x)

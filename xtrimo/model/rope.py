@@ -30,7 +30,8 @@ class RotaryEmbedding(nn.Module):
         self.mode = mode
         rot_dim = head_dim // 2 if mode == "2d" else head_dim
         inv_freq = 1.0 / (base ** (torch.arange(0, rot_dim, 2, dtype=torch.float32) / rot_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        # saved with the weights: converted checkpoints keep the frequencies they were trained with
+        self.register_buffer("inv_freq", inv_freq)
 
     def _table(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         freqs = pos.float()[..., None] * self.inv_freq  # [B, L, rot/2]

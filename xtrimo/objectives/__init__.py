@@ -1,4 +1,4 @@
-from xtrimo.objectives.glm import build_glm_sample, glm_layout
+from xtrimo.objectives.glm import build_glm_sample
 from xtrimo.objectives.loss import lm_loss
 from xtrimo.objectives.mixture import ObjectiveConfig, build_sample, draw_kind
 from xtrimo.objectives.mlm import build_mlm_sample
@@ -6,5 +6,5 @@ from xtrimo.objectives.sample import GLM, IGNORE_INDEX, MLM, OBJECTIVE_NAMES, Sa
 
 __all__ = [
     "GLM", "IGNORE_INDEX", "MLM", "OBJECTIVE_NAMES", "ObjectiveConfig", "Sample", "build_glm_sample",
-    "build_mlm_sample", "build_sample", "draw_kind", "glm_layout", "lm_loss",
+    "build_mlm_sample", "build_sample", "draw_kind", "lm_loss",
 ]

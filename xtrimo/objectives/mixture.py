@@ -47,6 +47,19 @@ class ObjectiveConfig:
         ramp = (step - self.stage1_steps + 1) / self.transition_steps if self.transition_steps else 1.0
         return self.glm_prob * min(1.0, ramp)
 
+    def trained_objectives(self, steps: int) -> tuple[str, ...]:
+        """The objectives that get samples in a run of ``steps`` optimizer steps.
+
+        The GLM share never decreases with the step, so the first step tells whether MLM is drawn, the last
+        whether GLM is.
+        """
+        out = []
+        if steps > 0 and self.glm_share(0) < 1.0:
+            out.append("mlm")
+        if steps > 0 and self.glm_share(steps - 1) > 0.0:
+            out.append("glm")
+        return tuple(out)
+
 
 def build_sample(residues: np.ndarray, rng: np.random.Generator, cfg: ObjectiveConfig, kind: int) -> Sample:
     if kind == MLM:

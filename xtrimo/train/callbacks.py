@@ -43,7 +43,7 @@ class CheckpointExporter(L.Callback):
         trainer.save_checkpoint(tmp / TRAINER_STATE, weights_only=False)  # the full training state
         state = full_state_dict(module.model, trainer.strategy)
         if trainer.is_global_zero:
-            write_model_files(state, module.model_config, tmp)
+            write_model_files(state, module.checkpoint_config(trainer.global_step), tmp)
             os.replace(tmp, final)
             point_link(self.root / "last", name)
             self._prune()
@@ -161,10 +161,10 @@ class Throughput(L.Callback):
         self.paused = None
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        real = int(batch["valid"].sum())
+        real = int(batch.valid.sum())
         self.tokens += real
         self.real += real
-        self.padded += batch["valid"].numel()
+        self.padded += batch.valid.numel()
         elapsed = time.perf_counter() - (self.t0 or time.perf_counter())
         if elapsed > 0:
             module.log("tok/s", self.tokens * trainer.world_size / elapsed, prog_bar=True, rank_zero_only=True)

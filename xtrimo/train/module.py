@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -12,9 +13,11 @@ import numpy as np
 import torch
 from torchmetrics import SumMetric
 
-from xtrimo.config import ModelConfig
+from xtrimo.config import OBJECTIVES, ModelConfig
 from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.model.layout import ModelInput
 from xtrimo.objectives.loss import lm_loss
+from xtrimo.objectives.mixture import ObjectiveConfig
 from xtrimo.objectives.sample import IGNORE_INDEX, OBJECTIVE_NAMES
 from xtrimo.train.config import OptimConfig, StabilityConfig
 
@@ -40,6 +43,7 @@ class PretrainModule(L.LightningModule):
         max_seconds: training-time budget (0: none); the cosine then ends at whichever budget runs out first.
         unigram_log_probs: ``[V]`` train-split log-frequencies for the baseline perplexity (optional).
         init_state: weights to start from (fine-tuning), or None for a fresh init.
+        objective: the sample mixture, recorded in the checkpoints' config (``objectives``).
     """
 
     def __init__(
@@ -51,12 +55,14 @@ class PretrainModule(L.LightningModule):
         max_seconds: float = 0.0,
         unigram_log_probs: torch.Tensor | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
+        objective: ObjectiveConfig | None = None,
     ) -> None:
         super().__init__()
         self.model_config, self.optim, self.stability, self.max_steps = model_config, optim, stability, max_steps
         self.max_seconds = max_seconds
         self.model: XTrimoPGLM | None = None
         self.init_state = init_state
+        self.objective = objective or ObjectiveConfig()
         self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
         self.val_sums = torch.nn.ModuleDict(
             {f"{o}_{k}": SumMetric() for o in OBJECTIVE_NAMES for k in ("nll", "tokens", "unigram")}
@@ -77,9 +83,15 @@ class PretrainModule(L.LightningModule):
 
             parallelize(self.model, self.device_mesh)
 
-    def _forward_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(batch["input_ids"], batch["position_ids"], batch["division"], batch["valid"])
-        return lm_loss(out["logits"], batch["labels"], batch["kinds"])
+    def checkpoint_config(self, step: int) -> ModelConfig:
+        """The model config a checkpoint after ``step`` optimizer steps records: the starting weights' objectives
+        and those this run has trained, in canonical order."""
+        done = set(self.model_config.objectives) | set(self.objective.trained_objectives(step))
+        return dataclasses.replace(self.model_config, objectives=tuple(o for o in OBJECTIVES if o in done))
+
+    def _forward_loss(self, batch: ModelInput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.model(batch)
+        return lm_loss(out["logits"], batch.labels, batch.kinds)
 
     def _is_bad(self, loss: torch.Tensor) -> tuple[bool, str]:
         value = float(loss.detach())
@@ -98,7 +110,7 @@ class PretrainModule(L.LightningModule):
         flag = self.trainer.strategy.reduce(flag, reduce_op="max") if self.trainer.world_size > 1 else flag
         return bool(flag > 0), reason or "skipped on another rank"
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: ModelInput, batch_idx: int) -> torch.Tensor | None:
         self.batches_seen += 1
         loss, parts = self._forward_loss(batch)
         bad, reason = self._is_bad(loss)
@@ -115,12 +127,12 @@ class PretrainModule(L.LightningModule):
             if n > 0:
                 self.log(f"train/{name}_ppl", torch.exp(parts[f"{name}_nll"] / n))
         self.log("train/skipped_steps", float(self.skipped_steps))
-        self.log("train/epoch", batch["epoch"].float() if "epoch" in batch else 0.0)
+        self.log("train/epoch", batch.epoch.float() if batch.epoch is not None else 0.0)
         return loss
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: ModelInput, batch_idx: int) -> None:
         loss, parts = self._forward_loss(batch)
-        labels, kinds = batch["labels"], batch["kinds"]
+        labels, kinds = batch.labels, batch.kinds
         keep = labels != IGNORE_INDEX
         token_kind = kinds[:, None].expand_as(labels)[keep]
         base = -self.unigram[labels[keep]] if self.unigram.numel() else torch.zeros(int(keep.sum()), device=labels.device)

@@ -14,7 +14,6 @@ import torch
 from xtrimo.checkpoint import CheckpointError, load_model
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import resolve_data_file
-from xtrimo.objectives.mixture import ObjectiveConfig
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
@@ -88,7 +87,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     clip = None if t.strategy.startswith("deepspeed") or not cfg.optim.grad_clip else cfg.optim.grad_clip
     datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
     module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, t.max_minutes * 60,
-                            datamodule.unigram(model_cfg.padded_vocab_size), init_state)
+                            datamodule.unigram(model_cfg.padded_vocab_size), init_state, cfg.objective)
     trainer = L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip), precision=t.precision,
@@ -113,22 +112,9 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     datamodule.full_validation = True
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0].items()}
     if trainer.is_global_zero:
-        report(metrics, trainer.global_step, module.skipped_steps, out, untrained_objectives(cfg.objective, trainer.global_step))
+        untrained = {"mlm", "glm"} - set(cfg.objective.trained_objectives(trainer.global_step))
+        report(metrics, trainer.global_step, module.skipped_steps, out, untrained)
     return metrics
-
-
-def untrained_objectives(objective: ObjectiveConfig, steps: int) -> set[str]:
-    """Objectives that got no training sample in a run of ``steps`` optimizer steps (stage 1 only: no GLM).
-
-    The GLM share never decreases with the step, so the last step tells whether GLM was drawn, the first whether
-    MLM was.
-    """
-    untrained = set()
-    if steps == 0 or objective.glm_share(steps - 1) == 0.0:
-        untrained.add("glm")
-    if steps > 0 and objective.glm_share(0) == 1.0:
-        untrained.add("mlm")
-    return untrained
 
 
 def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrained: Collection[str] = ()) -> None:
