@@ -25,7 +25,8 @@ from xtrimo.generation.sampling import (
     SamplingConfig, draw, process_logits, residue_mask, restrict, token_log_probs, uniform,
 )
 from xtrimo.model.glm import XTrimoPGLM
-from xtrimo.tokenizer import EOS_ID, MASK_ID, ResidueTokenizer
+from xtrimo.model.layout import from_ids, mlm_sample
+from xtrimo.tokenizer import MASK_ID, ResidueTokenizer
 
 DESIGN_CHAR = "?"
 _TEMPLATE_STREAM = 1  # random stream of template sampling (decoding uses stream 0)
@@ -85,7 +86,7 @@ def design(
     n_design = int(designed.sum())
     iterations = iterations if iterations > 0 else min(10, n_design)
     b, length = len(indices), len(ids)
-    x = torch.from_numpy(np.append(ids, EOS_ID)).to(dev).repeat(b, 1)  # MLM layout: residues + <eos>
+    x = torch.from_numpy(mlm_sample(ids).input_ids).to(dev).repeat(b, 1)  # residues + <eos>
     design_pos = torch.from_numpy(np.flatnonzero(designed)).to(dev)
     masked = torch.ones((b, n_design), dtype=torch.bool, device=dev)
     confidence = torch.zeros((b, n_design), device=dev)
@@ -93,7 +94,7 @@ def design(
     rows = torch.as_tensor(list(indices), dtype=torch.long, device=dev)
     stream = rows[:, None] * length + design_pos[None, :]  # one random stream per (sequence, position)
     for it in range(iterations):
-        logits = model(x)["logits"][:, design_pos].float()  # [B, n, V]
+        logits = model(from_ids(x, "mlm"))["logits"][:, design_pos].float()  # [B, n, V]
         flat = process_logits(restrict(logits, allowed).flatten(0, 1), config)
         picked = draw(flat, uniform(seed, stream.flatten(), it, _TEMPLATE_STREAM), greedy=config.temperature == 0)
         prob = token_log_probs(flat, picked).view(b, n_design)

@@ -91,3 +91,34 @@ def test_score_invalid_residue_names_the_record(checkpoint: Path, tmp_path: Path
     assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv")]) == 1
     assert capsys.readouterr().err.strip() == (
         "xtrimo-score: error: invalid residue 'J' at position 4 of record 'bad_one'")
+
+
+def _with_objectives(model, path: Path, objectives: tuple[str, ...], causal: bool = False) -> Path:
+    model.config.objectives, model.config.is_causal = objectives, causal
+    model.save_pretrained(path)
+    return path
+
+
+def test_products_follow_the_checkpoints_mode(model, tmp_path: Path, capsys) -> None:
+    """MLM-only: no left-to-right generation (one line pointing to design / stage 2), design still works, sequences
+    are scored by pseudo-log-likelihood with a note; CLM: variants by the log-likelihood ratio."""
+    mlm = _with_objectives(model, tmp_path / "mlm", ("mlm",))
+    assert _gen(mlm, tmp_path / "x.fasta") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-generate: error: checkpoint") and "trained with MLM only" in err
+    assert "--template" in err and "\n" not in err and not (tmp_path / "x.fasta").exists()
+    assert _gen(mlm, tmp_path / "d.fasta", "--template", "MKT??GS") == 0
+    assert json.loads((tmp_path / "d.report.json").read_text())["perplexity_method"] == "pseudo"
+    write_fasta([("a", "MKTAYIAKQR")], tmp_path / "s.fasta")
+    assert score_main(["--checkpoint", str(mlm), str(tmp_path / "s.fasta"), "-o", str(tmp_path / "s.csv")]) == 0
+    assert "pseudo-log-likelihood" in capsys.readouterr().err
+    assert next(csv.DictReader(open(tmp_path / "s.csv")))["method"] == "pseudo"
+    clm = _with_objectives(model, tmp_path / "clm", ("clm",), causal=True)
+    write_fasta([("wt", "MKTAYIAKQR")], tmp_path / "wt.fasta")
+    (tmp_path / "v.csv").write_text("mutant\nK2R\n")
+    assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
+                       str(tmp_path / "v.csv"), "-o", str(tmp_path / "e.csv")]) == 0
+    assert "log_likelihood_ratio" in next(csv.DictReader(open(tmp_path / "e.csv")))
+    assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
+                       str(tmp_path / "v.csv"), "-o", str(tmp_path / "e.csv"), "--method", "masked-marginals"]) == 1
+    assert "needs a checkpoint trained with MLM" in capsys.readouterr().err

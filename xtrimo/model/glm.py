@@ -15,7 +15,7 @@ from torch import nn
 
 from xtrimo.config import ModelConfig
 from xtrimo.model.layers import GLMBlock, KVCache, KVWindow, Linear, TokenLayout
-from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask
+from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import RotaryEmbedding
 
 
@@ -178,9 +178,18 @@ class XTrimoPGLM(nn.Module):
         step = self._compiled_step or _one_token
         if self._compiled_step is not None:
             _mark_dynamic(tokens, positions, key_valid, cache, head_args)
+            self._lay_products(tokens.device.type == "cpu" and torch.get_num_threads() > 1)
         out = step(self, tokens, positions, key_valid, cache.keys, cache.values, head, *head_args)
         cache.advance(1)
         return out
+
+    def _lay_products(self, weight_left: bool) -> None:
+        """How the compiled step multiplies several rows (:class:`~xtrimo.model.layers.Linear`); a change of this
+        setting recompiles the step once."""
+        if self.transformer.output_layer.weight_left != weight_left:
+            for m in self.modules():
+                if isinstance(m, Linear):
+                    m.weight_left = weight_left
 
     def compile_decoding(self, **options: Any) -> None:
         """Run :meth:`decode_step` through ``torch.compile`` (inductor ``options``), batch and lengths traced as
@@ -214,7 +223,7 @@ def _one_token(
     x = model.transformer.embedding.word_embeddings(tokens)
     rope = model.rotary(positions[:, :, None])
     window = KVWindow(keys, values, key_valid.shape[1])
-    mask = key_valid[:, None, None, :]
+    mask = step_mask(key_valid)
     for block in model.transformer.encoder.layers:
         x, _ = block(x, TokenLayout(b, 1), rope, mask, window)
     logits = model.transformer.output_layer(model.transformer.encoder.final_layernorm(x)).float()

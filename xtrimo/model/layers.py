@@ -133,18 +133,19 @@ class Linear(nn.Linear):
     A cached decoding step multiplies a few rows by every weight, so it streams all weights once per token. Under
     ``torch.compile`` on the CPU one row is written as a multiply-reduce over the ``[out, in]`` weight, which
     inductor turns into one streaming dot product per output (faster than MKL's matrix-vector product through
-    ``nn.Linear``); a few rows (decoding batches) with more than one thread as ``(W @ x^T)^T``, which MKL splits
-    better over threads. ``docs/generation.md`` has the measurements.
+    ``nn.Linear``); with ``weight_left`` (set by :meth:`XTrimoPGLM.decode_step` when more than one thread runs) a
+    few rows (a decoding batch) as ``(W @ x^T)^T``, which MKL splits better over threads.
     """
 
     decode_rows = 64  # up to this many rows a product counts as a decoding batch
+    weight_left = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2 and _compiling_on_cpu(x):
             if x.shape[0] == 1:
                 y = (x[:, None, :] * self.weight).sum(-1)
                 return y if self.bias is None else y + self.bias
-            if x.shape[0] <= self.decode_rows and torch.get_num_threads() > 1:
+            if self.weight_left and x.shape[0] <= self.decode_rows:
                 y = (self.weight @ x.t()).t()
                 return y if self.bias is None else y + self.bias
         return F.linear(x, self.weight, self.bias)

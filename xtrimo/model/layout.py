@@ -236,6 +236,12 @@ def attention_mask(division: torch.Tensor, key_valid: torch.Tensor, query_start:
     return (allowed | (torch.arange(n_keys, device=key_valid.device)[None, :] == q)[None])[:, None]
 
 
+def step_mask(key_valid: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, 1, Lk]`` for one new token per row at the end of a decoding context: it sees every valid key (the
+    bidirectional prefix and every earlier token lie before it in every mode)."""
+    return key_valid[:, None, None, :]
+
+
 def needs_mask(division: torch.Tensor, key_valid: torch.Tensor) -> bool:
     """False when every query may see every key (a bidirectional batch without padding)."""
     return not (bool((division >= key_valid.shape[1]).all()) and bool(key_valid.all()))
