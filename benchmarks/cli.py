@@ -17,9 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xtrimo.benchmarks.backbones import BackboneConfig
-from xtrimo.cli_utils import describe, one_line, run_command
+from xtrimo.cli_utils import describe, run_command
+from xtrimo.io import output_folder
 from xtrimo.benchmarks.runner import ProtocolConfig
-from xtrimo.benchmarks.tasks import TaskSpec, list_tasks
+from xtrimo.benchmarks.tasks import TaskSpec, list_tasks, register_task_folder
 
 log = logging.getLogger("xtrimo.benchmarks")
 
@@ -46,8 +47,8 @@ class BenchConfig:
 
 
 def bench_config_dir() -> Path:
-    """``configs/bench`` of the checkout (``$XTRIMO_CONFIG_DIR/bench`` when set)."""
-    from xtrimo.train.cli import config_dir
+    """``configs/bench`` of the packaged configs."""
+    from xtrimo.compose import config_dir
 
     return config_dir() / "bench"
 
@@ -58,23 +59,15 @@ def compose(overrides: list[str]) -> BenchConfig:
     Raises:
         ValueError: one line naming the bad task, key or value.
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from xtrimo.compose import compose as compose_config
+    from xtrimo.compose import user_folders
 
+    for folder in user_folders(overrides):
+        register_task_folder(folder / "bench" / "task")
     for value in (o.split("=", 1)[1] for o in overrides if o.startswith("task=")):
         if value not in list_tasks():
             raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(list_tasks())}")
-    ConfigStore.instance().store(name="bench_schema", node=BenchConfig)
-    try:
-        with initialize_config_dir(config_dir=str(bench_config_dir()), version_base=None):
-            cfg = hydra_compose(config_name="bench", overrides=overrides)
-        return OmegaConf.to_object(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(one_line(exc)) from None
+    return compose_config(BenchConfig, "bench", overrides, subdir="bench")
 
 
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
@@ -177,7 +170,7 @@ def _embed_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"])
     p.add_argument("--esm-file", help="local fair-esm checkpoint (.pt) for --backbone esm2")
     p.add_argument("-i", "--input", required=True, help="FASTA file (plain or .gz)")
-    p.add_argument("-o", "--output", required=True, help="output folder (shard_NNNNN.npz + index.json)")
+    p.add_argument("-o", "--output", required=True, help="a new or empty output folder (shard_NNNNN.npz + index.json)")
     p.add_argument("--pool", default="mean", choices=["mean", "per-residue"])
     p.add_argument("--layer", type=int, default=-1)
     p.add_argument("--batch-tokens", type=int, default=16384, help="token budget per forward pass")
@@ -198,17 +191,20 @@ def embed_main(argv: list[str] | None = None) -> int:
         from xtrimo.benchmarks.embed import stream_embeddings
         from xtrimo.data.fasta import read_fasta
 
+        if not Path(args.input).is_file():
+            raise FileNotFoundError(f"input FASTA not found: {args.input}")
         cfg = BackboneConfig(name=args.backbone, checkpoint=args.checkpoint, esm_file=args.esm_file,
                              layer=args.layer, device=args.device, batch_tokens=args.batch_tokens)
         backbone = build_backbone(cfg)
         records = ((r.name, r.sequence) for r in read_fasta(args.input))
         try:
-            stats = stream_embeddings(backbone, records, args.output, "mean" if args.pool == "mean" else "none",
-                                      args.batch_tokens, args.shard_residues, args.max_length)
+            with output_folder(args.output):
+                stats = stream_embeddings(backbone, records, args.output, "mean" if args.pool == "mean" else "none",
+                                          args.batch_tokens, args.shard_residues, args.max_length)
         except InvalidResidueError as exc:
             raise InvalidResidueError(f"{args.input}: {exc}") from None
         print(f"wrote {stats['records']} embeddings ({stats['residues']} residues) in {stats['shards']} shard(s) "
-              f"to {args.output}")
+              f"and index.json to {args.output}")
         return 0
 
     return run_command("xtrimo-embed", body)

@@ -7,7 +7,6 @@ never reuses stale features.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from xtrimo.io import atomic_write, write_json
 from xtrimo.tokenizer import ResidueTokenizer
 
 log = logging.getLogger(__name__)
@@ -116,14 +116,12 @@ def features(backbone: Backbone, seqs: list[str], mode: str, cache_dir: str | Pa
 
 def _write_cached(path: Path, result: np.ndarray | list[np.ndarray], mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_write(path, "wb") as fh:
         if mode == "none":
             offsets = np.cumsum([0] + [len(e) for e in result])
             np.savez(fh, values=np.concatenate(result), offsets=offsets)
         else:
             np.save(fh, result)
-    tmp.replace(path)
 
 
 def _read_cached(path: Path, mode: str) -> np.ndarray | list[np.ndarray]:
@@ -174,11 +172,12 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
             tokenizer.encode(seq, name)
         per_residue = embed_residues(backbone, seqs, batch_tokens)
         path = out / f"shard_{stats['shards']:05d}.npz"
-        if mode == "mean":
-            np.savez(path, names=np.array(names), embeddings=pool(per_residue, "mean"))
-        else:
-            np.savez(path, names=np.array(names), values=np.concatenate(per_residue),
-                     offsets=np.cumsum([0] + [len(e) for e in per_residue]))
+        with atomic_write(path, "wb") as fh:
+            if mode == "mean":
+                np.savez(fh, names=np.array(names), embeddings=pool(per_residue, "mean"))
+            else:
+                np.savez(fh, names=np.array(names), values=np.concatenate(per_residue),
+                         offsets=np.cumsum([0] + [len(e) for e in per_residue]))
         shards.append({"file": path.name, "records": len(chunk)})
         stats["records"] += len(chunk)
         stats["residues"] += sum(len(s) for s in seqs)
@@ -186,5 +185,5 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
         bar.update(sum(len(s) for s in seqs))
     bar.close()
     meta = {"backbone": backbone.fingerprint, "pool": mode, "dim": backbone.dim, **stats, "shard_files": shards}
-    (out / "index.json").write_text(json.dumps(meta, indent=1))
+    write_json(out / "index.json", meta, indent=1)
     return stats

@@ -6,10 +6,11 @@ initialised backbone's value when the run had one, side by side with the checkpo
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
+
+from xtrimo.io import write_csv, write_json, write_text
 
 CATEGORY_ORDER = ("structure", "interactions", "functionality", "developability")
 COLUMNS = ("task", "paper_task", "category", "metric", "value", "std", "control", "baseline", "status", "note")
@@ -20,9 +21,7 @@ def write_task(result: dict, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{result['task']}.json"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=_json_default))
-    tmp.replace(path)
+    write_json(path, result, indent=1, default=_json_default)
     return path
 
 
@@ -86,11 +85,8 @@ def write_summary(results: list[dict], out_dir: str | Path, title: str) -> list[
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = summary_rows(results)
-    with open(out / "summary.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "summary.md").write_text(_markdown(rows, results, title))
+    write_csv(out / "summary.csv", rows, COLUMNS)
+    write_text(out / "summary.md", _markdown(rows, results, title))
     paths = [out / "summary.csv", out / "summary.md"]
     if any(r["status"] == "ok" for r in rows):
         paths.append(_plot(rows, out / "summary.png", title))

@@ -91,16 +91,33 @@ class TaskSpec:
             raise ValueError(f"{source}: a task without skip_reason needs data.dataset")
 
 
+_USER_TASK_FOLDERS: list[Path] = []
+
+
+def register_task_folder(folder: str | Path) -> None:
+    """Add a folder of task YAML files (a user's own tasks; :func:`list_tasks` and :func:`load_task` see them)."""
+    folder = Path(folder)
+    if folder not in _USER_TASK_FOLDERS:
+        _USER_TASK_FOLDERS.append(folder)
+
+
 def task_dir() -> Path:
-    """``configs/bench/task`` of the config folder the training CLI uses (``$XTRIMO_CONFIG_DIR`` when set)."""
-    from xtrimo.train.cli import config_dir
+    """``configs/bench/task`` of the packaged configs."""
+    from xtrimo.compose import config_dir
 
     return config_dir() / "bench" / "task"
 
 
+def _task_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in (task_dir(), *_USER_TASK_FOLDERS):  # a user's task of the same name wins
+        found.update({p.stem: p for p in folder.glob("*.yaml")})
+    return found
+
+
 def list_tasks() -> list[str]:
-    """Names of every task file, sorted."""
-    return sorted(p.stem for p in task_dir().glob("*.yaml"))
+    """Names of every task file (packaged and registered), sorted."""
+    return sorted(_task_files())
 
 
 def load_task(name: str) -> TaskSpec:
@@ -112,8 +129,8 @@ def load_task(name: str) -> TaskSpec:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    path = task_dir() / f"{name}.yaml"
-    if not path.is_file():
+    path = _task_files().get(name)
+    if path is None:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TaskSpec), OmegaConf.load(path))

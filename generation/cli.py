@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from xtrimo.cli_utils import run_command
 from xtrimo.data.fasta import read_fasta, write_fasta
-
+from xtrimo.io import refuse_existing, write_csv
 
 
 def _generate_parser() -> argparse.ArgumentParser:
@@ -70,6 +69,9 @@ def _run_generate(args: argparse.Namespace) -> None:
     out = Path(args.output)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    refuse_existing(out)
+    refuse_existing(report_path(out))
+    reference = KmerIndex([r.sequence for r in read_fasta(args.reference)]) if args.reference else None
     gen = Generator.from_pretrained(args.checkpoint, args.device, compile=args.compile)
     common = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ban=args.ban, seed=args.seed,
                   batch_size=args.batch_size, num_candidates=args.num_candidates,
@@ -81,15 +83,14 @@ def _run_generate(args: argparse.Namespace) -> None:
         samples = gen.generate(args.num_sequences, args.prompt, args.max_new_tokens,
                                repetition_penalty=args.repetition_penalty, min_length=args.min_length,
                                max_length=args.max_length, callback=stream, **common)
+    if not any(s.sequence for s in samples):
+        raise RuntimeError(f"no sample has a residue: all {len(samples)} stopped at once (nothing was written)")
     records = [(f"sample_{s.index} mean_log_likelihood={s.mean_log_likelihood:.4f} length={len(s.sequence)} "
                 f"stopped={str(s.stopped).lower()}", s.sequence) for s in samples]
-    write_fasta(records, out)
-    reference = None
-    if args.reference:
-        reference = KmerIndex([r.sequence for r in read_fasta(args.reference)])
     report = sample_report([s.sequence for s in samples], gen.model, reference, args.reference or "",
                            args.batch_size)
     report["settings"] = {k: v for k, v in vars(args).items() if k not in ("output", "stream")}
+    write_fasta(records, out)
     write_report(report, report_path(out))
     print(f"wrote {len(samples)} sequences to {out} (report: {report_path(out)}); "
           f"perplexity {report['perplexity']:.2f}")
@@ -107,15 +108,6 @@ def _score_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
     return p
-
-
-def _write_csv(rows: list[dict[str, object]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["name"])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _read_variants(path: str) -> tuple[list[dict[str, str]], str]:
@@ -153,16 +145,20 @@ def _score_method(model_config, method: str, variants: bool) -> str:
 def _run_score(args: argparse.Namespace) -> None:
     from xtrimo.generation.generator import Generator
     from xtrimo.generation.scoring import (
-        log_likelihood_ratio_scores, masked_marginal_scores, pseudo_log_likelihoods, sequence_log_likelihoods,
+        log_likelihood_ratio_scores,
+        masked_marginal_scores,
+        pseudo_log_likelihoods,
+        sequence_log_likelihoods,
     )
 
     if (args.fasta is None) == (args.wildtype is None):
         raise ValueError("give either a FASTA to score or --wildtype with --mutations")
     if args.wildtype is not None and args.mutations is None:
         raise ValueError("--wildtype needs --mutations")
+    out = Path(args.output)
+    refuse_existing(out)
     model = Generator.from_pretrained(args.checkpoint, args.device).model
     method = _score_method(model.config, args.method, args.fasta is None)
-    out = Path(args.output)
     if args.fasta is not None:
         records = list(read_fasta(args.fasta))
         score = sequence_log_likelihoods if method == "autoregressive" else pseudo_log_likelihoods
@@ -180,7 +176,7 @@ def _run_score(args: argparse.Namespace) -> None:
         score = masked_marginal_scores if method == "masked-marginals" else log_likelihood_ratio_scores
         effects = score(model, wildtype, [r[column] for r in rows], args.batch_size)
         rows = [{**r, method.replace("-", "_"): e} for r, e in zip(rows, effects)]
-    _write_csv(rows, out)
+    write_csv(out, rows, list(rows[0]) if rows else ["name"])
     print(f"wrote {len(rows)} scores ({method}) to {out}")
 
 

@@ -8,9 +8,7 @@ the length distribution and the fraction of non-standard residues.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 
 from xtrimo.generation.identity import KmerIndex, align_identity
 from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
+from xtrimo.io import write_json
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import STANDARD_RESIDUES, ResidueTokenizer
 
@@ -104,7 +103,4 @@ def _none_if_nan(x: float) -> float | None:
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
     """Write ``report`` as JSON atomically (temp file then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    write_json(path, report, default=float)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from collections import Counter
@@ -31,6 +30,7 @@ from xtrimo.generation.generator import Generator
 from xtrimo.generation.identity import KmerIndex
 from xtrimo.generation.report import mean_pairwise_identity
 from xtrimo.generation.scoring import sequence_log_likelihoods
+from xtrimo.io import write_json
 from xtrimo.tokenizer import ResidueTokenizer
 
 KMER = 6
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     after = evaluate(fine_tune(args, out), heldout, family, args)
     result = {"family": [r.name for r in members], "heldout": [r.name for r in held],
               "family_mean_pairwise_identity": identity, "before": before, "after": after, "settings": vars(args)}
-    (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(out / "results.json", result, default=str)
     print(f"\n{'':<40}{'before SFT':>12}{'after SFT':>12}")
     for key in ("heldout_mean_log_likelihood", "heldout_perplexity", "sample_nearest_identity_mean",
                 "sample_nearest_identity_median", "sample_nearest_heldout_identity_mean", "sample_length_median"):

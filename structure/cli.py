@@ -6,8 +6,11 @@
     xtrimo-fold-eval --pred preds/ --ref refs/ -o eval.csv
       -> TM-score (TM-align), GDT-TS, lDDT-CA and CA RMSD per target, then the means
 
-Chains of a complex are separated by ':' in the FASTA sequence. A bad record (empty, invalid residue, too long) is
-reported in summary.csv with its reason and the others are folded; the exit code is 1 when any record failed.
+Chains of a complex are separated by ':' in the FASTA sequence. The output folder must be new or empty (an earlier
+run is never overwritten). A bad record (empty, invalid residue, too long) stops the command before anything is
+folded, with one line naming it; with --keep-going the others are folded, the bad ones are reported on the console
+and in summary.csv, and the exit code is 1. A predicted chain whose geometry cannot be a protein (CA-CA distances,
+radius of gyration) is flagged on the console and in summary.csv (and not written with --skip-implausible).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import time
 from pathlib import Path
 
 from xtrimo.data.fasta import FastaError
+from xtrimo.io import output_folder, write_csv, write_text
+from xtrimo.progress import Progress
 from xtrimo.tokenizer import InvalidResidueError
+
 SUMMARY_FIELDS = ("id", "length", "mean_plddt", "ptm", "seconds", "status")
 
 
@@ -33,6 +39,10 @@ def _fold_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-recycles", type=int, default=None, help="recycles (default: the checkpoint's max_recycles)")
     p.add_argument("--chunk-size", type=int, default=None, help="axial-attention chunk (default: chosen from length)")
     p.add_argument("--max-tokens-per-batch", type=int, default=1024, help="residues per batch, padding included")
+    p.add_argument("--keep-going", action="store_true",
+                   help="fold the other records when one is bad (reported in summary.csv; exit code 1)")
+    p.add_argument("--skip-implausible", action="store_true",
+                   help="do not write structures whose geometry cannot be a protein (they are flagged either way)")
     return p
 
 
@@ -74,6 +84,39 @@ def batches(records: list[tuple[str, str]], max_tokens: int) -> list[list[tuple[
     return out
 
 
+def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out: Path,
+              rows: dict[str, dict[str, object]]) -> None:
+    """Fold the checked records batch by batch; write each PDB (unless its geometry is implausible and
+    ``--skip-implausible`` is given) and its summary row."""
+    from xtrimo.structure.metrics import implausible_geometry
+
+    with Progress(len(good), "fold", "seq") as bar:
+        for batch in batches(good, args.max_tokens_per_batch):
+            t0 = time.time()
+            try:
+                results = folder.fold_batch([s for _, s in batch], [n for n, _ in batch], args.num_recycles,
+                                            args.chunk_size)
+            except (RuntimeError, ValueError) as exc:  # e.g. out of memory: report, keep going
+                for name, seq in batch:
+                    rows[name] = {"id": name, "length": len(seq), "status": f"error: {str(exc).splitlines()[0]}"}
+                    print(f"xtrimo-fold: {name}: {rows[name]['status']}", file=sys.stderr)
+                bar.update(len(batch))
+                continue
+            seconds = (time.time() - t0) / len(batch)
+            for (name, seq), res in zip(batch, results):
+                s = res.structure
+                odd = implausible_geometry(s.ca, s.residue_index, s.chain_index)
+                status = "ok" if odd is None else f"implausible: {odd}"
+                if odd is None or not args.skip_implausible:
+                    write_text(out / f"{name}.pdb", res.to_pdb())
+                rows[name] = {"id": name, "length": len(res.sequence), "mean_plddt": f"{res.mean_plddt:.2f}",
+                              "ptm": f"{res.ptm:.4f}", "seconds": f"{seconds:.2f}", "status": status}
+                if odd is not None:
+                    print(f"xtrimo-fold: warning: {name}: {status}" + (" (not written)" if args.skip_implausible
+                                                                        else " (written)"), file=sys.stderr)
+            bar.update(len(batch), postfix=f"last pLDDT {results[-1].mean_plddt:.1f}")
+
+
 def _run_fold(args: argparse.Namespace) -> int:
     from xtrimo.structure.folder import Folder
 
@@ -82,9 +125,10 @@ def _run_fold(args: argparse.Namespace) -> int:
     records = read_records(Path(args.input))
     if not records:
         raise ValueError(f"{args.input}: no FASTA records")
-    folder = Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"output folder {out} is not empty: choose a new one (nothing was changed)")
+    folder = Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
     rows: dict[str, dict[str, object]] = {}
     good = []
     for name, seq in records:
@@ -92,28 +136,20 @@ def _run_fold(args: argparse.Namespace) -> int:
             folder.check_sequence(seq, name)
             good.append((name, seq))
         except (ValueError, InvalidResidueError) as exc:
+            if not args.keep_going:
+                raise ValueError(f"{args.input}: {exc} (nothing was folded; --keep-going folds the other records)")
             rows[name] = {"id": name, "length": len(seq), "status": f"error: {exc}"}
-    for batch in batches(good, args.max_tokens_per_batch):
-        t0 = time.time()
-        try:
-            results = folder.fold_batch([s for _, s in batch], [n for n, _ in batch], args.num_recycles, args.chunk_size)
-        except (RuntimeError, ValueError) as exc:  # e.g. out of memory: report, keep going
-            for name, seq in batch:
-                rows[name] = {"id": name, "length": len(seq), "status": f"error: {str(exc).splitlines()[0]}"}
-            continue
-        seconds = (time.time() - t0) / len(batch)
-        for (name, seq), res in zip(batch, results):
-            (out / f"{name}.pdb").write_text(res.to_pdb())
-            rows[name] = {"id": name, "length": len(res.sequence), "mean_plddt": f"{res.mean_plddt:.2f}",
-                          "ptm": f"{res.ptm:.4f}", "seconds": f"{seconds:.2f}", "status": "ok"}
-            print(f"{name}\tlength {len(res.sequence)}\tpLDDT {res.mean_plddt:.1f}\tpTM {res.ptm:.3f}", file=sys.stderr)
-    with (out / "summary.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
-        w.writeheader()
-        for name, _ in records:
-            w.writerow(rows[name])
-    failed = sum(1 for r in rows.values() if r["status"] != "ok")
-    print(f"xtrimo-fold: {len(records) - failed}/{len(records)} folded -> {out}", file=sys.stderr)
+            print(f"xtrimo-fold: {name}: {exc}", file=sys.stderr)
+    with output_folder(out):
+        _fold_all(folder, good, args, out, rows)
+        write_csv(out / "summary.csv", [rows[name] for name, _ in records], SUMMARY_FIELDS)
+    failed = [name for name, _ in records if str(rows[name]["status"]).startswith("error")]
+    print(f"xtrimo-fold: wrote {sum(1 for _ in out.glob('*.pdb'))} PDB file(s) and summary.csv to {out}",
+          file=sys.stderr)
+    if failed:
+        print(f"xtrimo-fold: error: {len(failed)} of {len(records)} record(s) not folded: "
+              f"{', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''} (reasons above and in summary.csv)",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from xtrimo.io import write_text
+
 FOLD_CONFIG_NAME = "config.yaml"
 FOLD_WEIGHTS_NAME = "head.safetensors"
 
@@ -91,7 +93,7 @@ class FoldConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_file(cls, path: str | Path) -> FoldConfig:

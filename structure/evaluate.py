@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 
+from xtrimo import io
 from xtrimo.structure.metrics import compare, ideal_helix, straight_chain
 from xtrimo.structure.protein import ProteinStructure, read_structure
 
@@ -69,8 +69,5 @@ def mean_row(rows: list[dict[str, object]]) -> dict[str, object]:
 
 def write_csv(rows: list[dict[str, object]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["id", "length", *METRICS, "status"], extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    formatted = [{k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    io.write_csv(path, formatted, ["id", "length", *METRICS, "status"], extrasaction="ignore")

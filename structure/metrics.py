@@ -113,3 +113,31 @@ def ideal_helix(n: int) -> np.ndarray:
 def straight_chain(n: int) -> np.ndarray:
     """``[n, 3]`` CA trace of a fully extended straight chain (3.8 A between consecutive CAs)."""
     return np.stack([3.8 * np.arange(n), np.zeros(n), np.zeros(n)], axis=-1).astype(np.float64)
+
+
+def implausible_geometry(ca: np.ndarray, residue_index: np.ndarray, chain_index: np.ndarray) -> str | None:
+    """Why a predicted CA trace cannot be a protein, or None.
+
+    Checks, with wide margins around what real chains show: consecutive CA atoms of a chain (residue numbers
+    ``i``, ``i + 1``) sit 3.8 A apart (trans peptides; cis 2.9 A), so a median outside 3.0-4.5 A, or more than 10% of
+    them outside 2.5-5.0 A, fails; the radius of gyration of a chain of ``N`` residues is about ``2.2 N^0.38`` A when
+    compact (Skolnick et al.), so one below half of that is collapsed.
+
+    Args:
+        ca: ``[N, 3]`` coordinates; residue_index, chain_index: ``[N]``.
+    """
+    same = (np.diff(residue_index) == 1) & (np.diff(chain_index) == 0)
+    if same.any():
+        bond = np.linalg.norm(np.diff(ca, axis=0), axis=-1)[same]
+        median, off = float(np.median(bond)), float(np.mean((bond < 2.5) | (bond > 5.0)))
+        if not 3.0 <= median <= 4.5 or off > 0.1:
+            return (f"consecutive CA-CA median {median:.2f} A ({100 * off:.0f}% outside 2.5-5.0 A; 3.8 A in "
+                    "proteins)")
+    for c in np.unique(chain_index):
+        sel = ca[chain_index == c]
+        if len(sel) >= 10:
+            rg = float(np.sqrt(((sel - sel.mean(0)) ** 2).sum(-1).mean()))
+            floor = 0.5 * 2.2 * len(sel) ** 0.38
+            if rg < floor:
+                return f"radius of gyration {rg:.1f} A for {len(sel)} residues (a compact chain has {2 * floor:.1f})"
+    return None

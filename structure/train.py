@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xtrimo.io import write_json
 from xtrimo.structure.config import FoldConfig
 
 log = logging.getLogger("xtrimo.structure")
@@ -71,31 +72,11 @@ class FoldTrainConfig:
     trainer: FoldTrainerConfig = field(default_factory=FoldTrainerConfig)
 
 
-def config_dir() -> Path:
-    """``configs/fold`` next to the core configs (``$XTRIMO_CONFIG_DIR/fold`` when set)."""
-    from xtrimo.train.cli import config_dir as core_config_dir
-
-    return core_config_dir() / "fold"
-
-
 def compose(overrides: list[str]) -> FoldTrainConfig:
     """Compose ``configs/fold/fold.yaml`` with ``overrides``; a bad key or value raises ValueError (one line)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from xtrimo.compose import compose as compose_config
 
-    from xtrimo.cli_utils import one_line
-
-    ConfigStore.instance().store(name="fold_schema", node=FoldTrainConfig)
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            cfg = hydra_compose(config_name="fold", overrides=overrides)
-        out = OmegaConf.to_object(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(one_line(exc)) from None
+    out = compose_config(FoldTrainConfig, "fold", overrides, subdir="fold")
     if out.plm.checkpoint == "???":
         raise ValueError("plm.checkpoint is required (the frozen PLM directory)")
     return out
@@ -106,12 +87,12 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     import lightning as L
     import torch
     from torch.utils.data import DataLoader
-
-    from xtrimo.model.glm import XTrimoPGLM
     from xtrimo.structure import data
     from xtrimo.structure.folder import Folder, save_head
     from xtrimo.structure.lit import FoldModule
     from xtrimo.structure.protein import read_structure
+
+    from xtrimo.model.glm import XTrimoPGLM
 
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
@@ -138,7 +119,6 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
                         cfg.trainer.max_recycles_train, cfg.seed, cfg.trainer.unclamped_fape_fraction)
     if cfg.trainer.init_from:
         from safetensors.torch import load_file
-
         from xtrimo.structure.config import FOLD_WEIGHTS_NAME
 
         module.head.load_state_dict(load_file(str(Path(cfg.trainer.init_from) / FOLD_WEIGHTS_NAME)), strict=True)
@@ -159,13 +139,18 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     summary = heldout_report(folder, eval_files, out / "heldout.csv", cfg.trainer.eval_recycles)
     summary.update(steps=int(trainer.global_step), train_seconds=round(train_s, 1), train_structures=len(examples),
                    heldout_structures=len(val_files), heldout_scored=len(eval_files))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     return summary
 
 
 def heldout_report(folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:
     """Fold each held-out chain and score it next to the helix / straight-chain baselines; writes ``path``."""
-    from xtrimo.structure.evaluate import METRICS, baseline_scores, score_structures, write_csv
+    from xtrimo.structure.evaluate import (
+        METRICS,
+        baseline_scores,
+        score_structures,
+        write_csv,
+    )
     from xtrimo.structure.protein import read_structure
 
     rows = []
@@ -189,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
-        print(f"configs: {config_dir()}")
+        from xtrimo.compose import config_dir
+
+        print(f"configs: {config_dir() / 'fold'}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from xtrimo.cli_utils import run_command

@@ -5,7 +5,7 @@ import torch
 
 from xtrimo.config import ModelConfig
 from xtrimo.model import KVCache, XTrimoPGLM
-from xtrimo.model.layout import ModelInput, attention_mask, collate, from_ids, glm_sample
+from xtrimo.model.layout import attention_mask, collate, from_ids, glm_sample
 from xtrimo.tokenizer import EOS_ID
 import numpy as np
 
@@ -122,7 +122,7 @@ def test_embedding_gradient_shrink(tiny_config):
 
 @pytest.mark.parametrize("preset,expected", [("tiny", 3e6), ("small", 35e6), ("1b", 1.2e9), ("3b", 2.8e9), ("10b", 10e9), ("100b", 100e9)])
 def test_presets_on_meta_device(preset, expected):
-    from xtrimo.train.cli import config_dir
+    from xtrimo.compose import config_dir
 
     cfg = ModelConfig.from_file(config_dir() / "model" / f"{preset}.yaml")
     with torch.device("meta"):

@@ -7,7 +7,8 @@ import torch
 
 from tests.helpers import run_cli, tiny_overrides, write_corpus
 from xtrimo.model import XTrimoPGLM
-from xtrimo.train.cli import compose, config_dir
+from xtrimo.compose import config_dir
+from xtrimo.train.cli import compose
 
 
 def _options(group):

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from xtrimo.config import ModelConfig
+from xtrimo.io import atomic_directory
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.rope import RotaryEmbedding
 
@@ -27,31 +24,6 @@ CONFIG_NAME = "config.yaml"
 
 class CheckpointError(RuntimeError):
     """A checkpoint directory is missing, incomplete or does not match the model."""
-
-
-@contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces ``target`` in one rename, on error it is removed.
-
-    A reader never sees a half-written ``target``: it sees the old one or the new one.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        if target.is_symlink() or target.is_file():
-            target.unlink()
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def point_link(link: str | Path, target_name: str) -> None:

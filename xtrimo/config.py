@@ -134,4 +134,6 @@ class ModelConfig:
         return cls.from_file(Path(directory) / "config.yaml")
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from xtrimo.io import write_text
+
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))

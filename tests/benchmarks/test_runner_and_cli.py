@@ -182,7 +182,9 @@ def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: 
         (folder / f"{name}.yaml").write_text(
             f"name: {name}\ndata:\n  dataset: {synthetic_dataset}\n  train: {train}\n"
             "  valid: valid.csv.gz\n  test: test.csv.gz\n")
-    monkeypatch.setenv("XTRIMO_CONFIG_DIR", str(tmp_path / "configs"))
+    from xtrimo.benchmarks import tasks
+
+    monkeypatch.setattr(tasks, "_USER_TASK_FOLDERS", [folder])  # as register_task_folder, undone after the test
     cfg = BenchConfig(output_dir=str(tmp_path / "out"), suite=SuiteConfig("t", ["bad", "good"]))
     results = run_config(cfg)
     assert [r["status"] for r in results] == ["error", "ok"]

@@ -120,5 +120,5 @@ def test_products_follow_the_checkpoints_mode(model, tmp_path: Path, capsys) -> 
                        str(tmp_path / "v.csv"), "-o", str(tmp_path / "e.csv")]) == 0
     assert "log_likelihood_ratio" in next(csv.DictReader(open(tmp_path / "e.csv")))
     assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
-                       str(tmp_path / "v.csv"), "-o", str(tmp_path / "e.csv"), "--method", "masked-marginals"]) == 1
+                       str(tmp_path / "v.csv"), "-o", str(tmp_path / "e2.csv"), "--method", "masked-marginals"]) == 1
     assert "needs a checkpoint trained with MLM" in capsys.readouterr().err

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from xtrimo.config import ModelConfig
 from xtrimo.generation.scoring import (
     log_likelihood_ratio_scores, masked_marginal_scores, parse_variant, pseudo_log_likelihoods,
     sequence_log_likelihoods,

@@ -16,20 +16,57 @@ def _fasta(path: Path) -> Path:
     return path
 
 
-def test_fold_reports_bad_records_and_folds_the_others(fold_dir: Path, tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_fold_keep_going_reports_bad_records_and_folds_the_others(fold_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "preds"
     rc = fold_main(["-i", str(_fasta(tmp_path / "in.fasta")), "-o", str(out), "--checkpoint", str(fold_dir),
-                    "--num-recycles", "0", "--max-tokens-per-batch", "40"])
+                    "--num-recycles", "0", "--max-tokens-per-batch", "40", "--keep-going"])
     assert rc == 1  # some records failed
+    err = capsys.readouterr().err
+    assert "xtrimo-fold: bad: invalid residue '1' at position 4 of record 'bad'" in err
+    assert "xtrimo-fold: error: 2 of 5 record(s) not folded: empty, bad" in err
     rows = {r["id"]: r for r in csv.DictReader((out / "summary.csv").open())}
     assert list(rows) == ["good1", "empty", "bad", "good2", "cplx"]
-    assert rows["good1"]["status"] == "ok" and rows["good1"]["length"] == "19"
+    assert rows["good1"]["status"] == "ok" or rows["good1"]["status"].startswith("implausible")
+    assert rows["good1"]["length"] == "19"
     assert 0 <= float(rows["good1"]["mean_plddt"]) <= 100 and 0 < float(rows["good1"]["ptm"]) < 1
     assert "empty sequence" in rows["empty"]["status"]
     assert "invalid residue '1' at position 4 of record 'bad'" in rows["bad"]["status"]
     assert sorted(p.name for p in out.glob("*.pdb")) == ["cplx.pdb", "good1.pdb", "good2.pdb"]
     assert rows["cplx"]["length"] == "18"
+
+
+def test_fold_bad_record_fails_fast_and_never_overwrites(fold_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """By default a bad record stops the run before anything is folded: one line, nothing left behind; an
+    earlier run's folder is refused and its files stay byte for byte."""
+    out = tmp_path / "preds"
+    fasta = _fasta(tmp_path / "in.fasta")
+    assert fold_main(["-i", str(fasta), "-o", str(out), "--checkpoint", str(fold_dir)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("xtrimo-fold: error: ") and "record 'empty'" in err and "\n" not in err
+    assert not out.exists()
+    good = tmp_path / "good.fasta"
+    good.write_text(">g\nMKTAYIAKQRQISFVKSHF\n")
+    assert fold_main(["-i", str(good), "-o", str(out), "--checkpoint", str(fold_dir), "--num-recycles", "0"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert fold_main(["-i", str(good), "-o", str(out), "--checkpoint", str(fold_dir)]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_implausible_geometry_is_flagged() -> None:
+    import numpy as np
+
+    from xtrimo.structure.metrics import ideal_helix, implausible_geometry
+
+    n = 40
+    index, chain = np.arange(n), np.zeros(n, dtype=int)
+    assert implausible_geometry(ideal_helix(n), index, chain) is None
+    collapsed = ideal_helix(n) * 0.17  # CA-CA about 0.66 A, as a head trained two minutes writes
+    assert "consecutive CA-CA median 0.65 A" in implausible_geometry(collapsed, index, chain)
+    tight = np.stack([np.cos(np.arange(n) * 2.1), np.sin(np.arange(n) * 2.1), np.zeros(n)], 1) * 2.2  # 3.8 A steps
+    assert "radius of gyration 2.2 A for 40 residues" in implausible_geometry(tight, index, chain)
 
 
 def test_eval_writes_metrics_and_means(fold_dir: Path, tmp_path: Path, shared_data: Path) -> None:

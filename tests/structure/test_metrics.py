@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from xtrimo.structure.metrics import (
-    compare, correspondence, gdt_ts, ideal_helix, kabsch, lddt_ca, rmsd, straight_chain, tm_score,
+    compare, correspondence, gdt_ts, ideal_helix, kabsch, lddt_ca, rmsd, tm_score,
 )
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from xtrimo.io import atomic_write
+
 
 class FastaError(ValueError):
     """Malformed or unreadable FASTA input."""
@@ -82,11 +84,8 @@ def _finish(path: Path, header: str, lineno: int, chunks: list[str]) -> FastaRec
 
 def write_fasta(records: list[tuple[str, str]], path: str | Path, width: int = 80) -> None:
     """Write ``(header, sequence)`` pairs atomically (temp file then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
+    with atomic_write(path) as fh:
         for header, seq in records:
             fh.write(f">{header}\n")
             for i in range(0, len(seq), width):
                 fh.write(seq[i : i + width] + "\n")
-    tmp.replace(path)

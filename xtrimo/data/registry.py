@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from xtrimo.io import atomic_write
 
 DEFAULT_CACHE = Path.home() / ".cache" / "xtrimo" / "data"
 
@@ -80,17 +80,14 @@ def sha256sum(path: Path) -> str:
 
 def _download(remote: RemoteFile, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as resp:
-            shutil.copyfileobj(resp, out)
-        digest = sha256sum(Path(tmp))
-        if digest != remote.sha256:
-            raise DataNotFoundError(f"checksum mismatch for {remote.url}: got {digest}, expected {remote.sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_write(dest, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as resp:
+        digest = hashlib.sha256()
+        for block in iter(lambda: resp.read(1 << 20), b""):
+            out.write(block)
+            digest.update(block)
+        if digest.hexdigest() != remote.sha256:  # the partial file is removed, dest stays as it was
+            raise DataNotFoundError(f"checksum mismatch for {remote.url}: got {digest.hexdigest()}, expected "
+                                    f"{remote.sha256}")
 
 
 def dataset_path(name: str, download: bool = True) -> Path:

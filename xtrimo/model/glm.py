@@ -66,6 +66,8 @@ class XTrimoPGLM(nn.Module):
         self.transformer = Transformer(config)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base)
         self._compiled_step: Callable[..., Any] | None = None
+        # the flat token count is rounded up to a multiple of this (see TokenLayout); the trainer sets it
+        self.token_multiple = 1
         self.reset_parameters()
 
     @torch.no_grad()
@@ -124,7 +126,7 @@ class XTrimoPGLM(nn.Module):
         b, length = tokens.shape
         if key_valid is None:
             key_valid = inputs.valid if start == 0 else torch.cat((inputs.valid.new_ones(b, start), inputs.valid), 1)
-        layout = TokenLayout.from_valid(inputs.valid if cache is None else None, b, length)
+        layout = TokenLayout.from_valid(inputs.valid if cache is None else None, b, length, self.token_multiple)
         varlen = (
             layout.index is not None and tokens.device.type == "cpu" and not output_attentions
             and layout.use_varlen(inputs.valid, inputs.division)

@@ -14,6 +14,8 @@ import lightning as L
 import torch
 
 from xtrimo.checkpoint import point_link, write_model_files
+from xtrimo.io import write_csv
+from xtrimo.train.feedback import is_last_step
 from xtrimo.train.strategies import full_state_dict
 
 TRAINER_STATE = "trainer.ckpt"
@@ -22,12 +24,15 @@ TRAINER_STATE = "trainer.ckpt"
 class CheckpointExporter(L.Callback):
     """Writes ``checkpoints/step_N/`` = model.safetensors + config.yaml + trainer.ckpt (full training state).
 
-    The directory is assembled under a temporary name and renamed into place; ``last`` and ``best`` are symlinks
-    swapped atomically, so a kill at any moment leaves the previous checkpoint intact.
+    Every ``every_n_steps`` steps and at the last step, before that step's validation. The directory is assembled
+    under a temporary name and renamed into place; ``last`` and ``best`` are symlinks swapped atomically, so a kill
+    at any moment leaves the previous checkpoint intact. With ``final_validation`` the last step's in-fit
+    validation is skipped (the caller validates the whole split once after fit).
     """
 
-    def __init__(self, root: str | Path, every_n_steps: int) -> None:
+    def __init__(self, root: str | Path, every_n_steps: int, final_validation: bool = False) -> None:
         self.root, self.every = Path(root), every_n_steps
+        self.final_validation = final_validation
         self.best: float | None = None
         self.best_dir: str | None = None
 
@@ -63,9 +68,11 @@ class CheckpointExporter(L.Callback):
                 shutil.rmtree(stale, ignore_errors=True)
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
-        step = trainer.global_step
-        if self.every and step > 0 and step % self.every == 0 and not trainer.sanity_checking:
-            self._save(trainer, module)
+        step, last = trainer.global_step, is_last_step(trainer)
+        if step > 0 and (last or (self.every and step % self.every == 0)):
+            self._save(trainer, module)  # before the validation of this boundary: a kill during it loses nothing
+        if last and self.final_validation:
+            trainer.limit_val_batches = 0  # the whole split is validated once after fit instead
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.global_step == 0:
@@ -105,12 +112,7 @@ class MetricsCSV(L.Callback):
         self._rewrite(rows)
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.path)
+        write_csv(self.path, rows, self.fields, extrasaction="ignore")
 
     def _append(self, trainer: L.Trainer, kind: str) -> None:
         if not trainer.is_global_zero:

@@ -11,46 +11,23 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from pathlib import Path
 
-from xtrimo.cli_utils import one_line, run_command
+from xtrimo.cli_utils import run_command
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
 
 
-def config_dir() -> Path:
-    """The configs/ folder: $XTRIMO_CONFIG_DIR, the source checkout, or the installed copy."""
-    if os.environ.get("XTRIMO_CONFIG_DIR"):
-        return Path(os.environ["XTRIMO_CONFIG_DIR"])
-    here = Path(__file__).resolve().parents[2] / "configs"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[1] / "configs"
-
-
-def compose(overrides: list[str], config_name: str = "train") -> TrainConfig:
-    """Compose ``configs/<config_name>.yaml`` with ``overrides`` into a validated :class:`TrainConfig`.
+def compose(overrides: list[str]) -> TrainConfig:
+    """Compose ``configs/train.yaml`` with ``overrides`` into a validated :class:`TrainConfig`.
 
     Raises:
-        ValueError: one line naming the bad key or value.
+        ValueError: one line naming the bad key or value (with the nearest valid ones).
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from xtrimo.compose import compose as compose_config
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-    try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
-        return OmegaConf.to_object(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ValueError(one_line(exc)) from None
+    return compose_config(TrainConfig, "train", overrides)
 
 
 TASK_GROUP = "xtrimo.train_tasks"
@@ -80,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return task(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
+        from xtrimo.compose import config_dir
+
         print(f"configs: {config_dir()}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -22,7 +22,8 @@ class DataConfig:
     shuffle_buffer: int = 32768  # sequences held for shuffling (bounds memory)
     bucket_pool: int = 2048  # samples sorted together by length
     num_workers: int = 0
-    valid_max_sequences: int = 0  # periodic validation on the first N valid sequences (0: all)
+    valid_max_sequences: int = 256  # periodic validation on the first N valid sequences (0: all); the whole split
+    # is validated once at the end (final_full_validation)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,7 +67,11 @@ class TrainerConfig:
     val_check_interval: int = 200  # optimizer steps between validations (and checkpoints)
     checkpoint_every_n_steps: int = 200
     log_every_n_steps: int = 10
-    progress_bar: bool = True
+    progress_bar: bool = True  # a bar on a terminal, a plain line every progress_seconds otherwise; false: neither
+    progress_seconds: float = 30.0
+    # a batch's token count is rounded up to a multiple of this with filler rows: few distinct matrix shapes, so
+    # the CPU's bf16 kernels (oneDNN) are built once and memory stays flat (1 disables)
+    token_multiple: int = 1024
     deterministic: bool = False
 
     def __post_init__(self) -> None:

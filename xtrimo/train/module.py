@@ -44,6 +44,7 @@ class PretrainModule(L.LightningModule):
         unigram_log_probs: ``[V]`` train-split log-frequencies for the baseline perplexity (optional).
         init_state: weights to start from (fine-tuning), or None for a fresh init.
         objective: the sample mixture, recorded in the checkpoints' config (``objectives``).
+        token_multiple: round each batch's token count up to a multiple of this (few distinct product shapes).
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class PretrainModule(L.LightningModule):
         unigram_log_probs: torch.Tensor | None = None,
         init_state: dict[str, torch.Tensor] | None = None,
         objective: ObjectiveConfig | None = None,
+        token_multiple: int = 1,
     ) -> None:
         super().__init__()
         self.model_config, self.optim, self.stability, self.max_steps = model_config, optim, stability, max_steps
@@ -63,6 +65,7 @@ class PretrainModule(L.LightningModule):
         self.model: XTrimoPGLM | None = None
         self.init_state = init_state
         self.objective = objective or ObjectiveConfig()
+        self.token_multiple = token_multiple
         self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
         self.val_sums = torch.nn.ModuleDict(
             {f"{o}_{k}": SumMetric() for o in OBJECTIVE_NAMES for k in ("nll", "tokens", "unigram")}
@@ -75,6 +78,7 @@ class PretrainModule(L.LightningModule):
         if self.model is not None:
             return
         self.model = XTrimoPGLM(self.model_config)
+        self.model.token_multiple = self.token_multiple
         if self.init_state is not None:
             self.model.load_state_dict(self.init_state, strict=True)
             self.init_state = None
@@ -173,15 +177,15 @@ class PretrainModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def _progress(self, step: int) -> float:
-        """Fraction of the run done after warmup: by steps, or by the time budget if that runs out sooner."""
+        """Fraction of the run done after warmup: by steps, or by the time limit if that runs out sooner."""
         warm = self.optim.warmup_steps
         progress = (step - warm) / max(1, self.max_steps - warm)
         if self.max_seconds and self._trainer is not None:
-            from lightning.pytorch.callbacks import Timer
+            from xtrimo.train.feedback import RunLimit
 
-            timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-            if timer is not None:
-                progress = max(progress, timer.time_elapsed("train") / self.max_seconds)
+            limit = next((c for c in self.trainer.callbacks if isinstance(c, RunLimit)), None)
+            if limit is not None:
+                progress = max(progress, limit.elapsed() / self.max_seconds)
         return progress
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from xtrimo.checkpoint import CheckpointError, load_model
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import resolve_data_file
+from xtrimo.io import write_json, write_text
 from xtrimo.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    import lightning as L
 
 log = logging.getLogger("xtrimo")
 
@@ -62,54 +66,103 @@ def _init_weights(cfg: TrainConfig) -> tuple[ModelConfig, dict[str, torch.Tensor
     return model.config, model.state_dict()
 
 
-def train(cfg: TrainConfig) -> dict[str, float]:
-    """Train as configured; returns the final validation metrics."""
+def check_output_dir(out: Path, resume: bool) -> Path | None:
+    """The checkpoint to resume from, or None for a new run; a folder holding anything else is refused.
+
+    Raises:
+        FileExistsError: ``out`` holds files and ``resume`` is false (nothing of the earlier run is touched).
+        CheckpointError: ``resume`` is true but there is no checkpoint to continue.
+    """
+    from xtrimo.train.callbacks import TRAINER_STATE
+
+    last = out / "checkpoints" / "last"
+    if resume:
+        if not (last / TRAINER_STATE).exists():
+            raise CheckpointError(f"resume=true but there is no checkpoint to resume at {last / TRAINER_STATE}")
+        return last / TRAINER_STATE
+    if out.is_dir() and any(out.iterdir()):
+        held = f"its last checkpoint is {last.resolve().name}" if last.exists() else "it is not empty"
+        raise FileExistsError(f"output_dir {out} holds an earlier run ({held}): continue it with resume=true, or "
+                              "choose a new output_dir (nothing was changed)")
+    return None
+
+
+def _first_process() -> bool:
+    """Rank 0 of the job, before the trainer exists (launchers set these for every other process)."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+
+
+def _trainer(cfg: TrainConfig, out: Path) -> L.Trainer:
     import lightning as L
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from xtrimo.train.callbacks import TRAINER_STATE, CheckpointExporter, MetricsCSV, Throughput
-    from xtrimo.train.datamodule import PretrainDataModule
-    from xtrimo.train.module import PretrainModule
+    from xtrimo.train.callbacks import CheckpointExporter, MetricsCSV, Throughput
+    from xtrimo.train.feedback import RunLimit, TrainProgress
     from xtrimo.train.strategies import build_strategy
 
-    _check_inputs(cfg)
-    out = Path(cfg.output_dir)
-    ckpt_root = out / "checkpoints"
-    ckpt_path = None
-    if cfg.resume:
-        ckpt_path = ckpt_root / "last" / TRAINER_STATE
-        if not ckpt_path.exists():
-            raise CheckpointError(f"resume=true but there is no checkpoint to resume at {ckpt_path}")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model_cfg, init_state = _init_weights(cfg)
     t = cfg.trainer
     # DeepSpeed clips inside its engine (deepspeed_config's gradient_clipping); Lightning clips otherwise
     clip = None if t.strategy.startswith("deepspeed") or not cfg.optim.grad_clip else cfg.optim.grad_clip
-    datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
-    module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, t.max_minutes * 60,
-                            datamodule.unigram(model_cfg.padded_vocab_size), init_state, cfg.objective)
-    trainer = L.Trainer(
+    limit = RunLimit(t.max_minutes)
+    return L.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
         strategy=build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip), precision=t.precision,
-        max_steps=t.max_steps, max_time={"minutes": t.max_minutes} if t.max_minutes else None,
-        accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=clip,
+        max_steps=t.max_steps, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=clip,
         val_check_interval=t.val_check_interval, check_val_every_n_epoch=None, num_sanity_val_steps=0,
-        log_every_n_steps=t.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=t.progress_bar,
+        log_every_n_steps=t.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, use_distributed_sampler=False, deterministic=t.deterministic,
         logger=TensorBoardLogger(save_dir=str(out), name="tensorboard", version=""),
-        callbacks=[CheckpointExporter(ckpt_root, t.checkpoint_every_n_steps),
-                   MetricsCSV(out / "metrics.csv", t.log_every_n_steps), Throughput()],
+        callbacks=[limit, CheckpointExporter(out / "checkpoints", t.checkpoint_every_n_steps, cfg.final_full_validation),
+                   MetricsCSV(out / "metrics.csv", t.log_every_n_steps), Throughput(),
+                   TrainProgress(limit, t.progress_seconds, t.progress_bar)],
     )
+
+
+def _plan(cfg: TrainConfig, out: Path) -> str:
+    t, d = cfg.trainer, cfg.data
+    stop = f"{t.max_steps} steps" + (f" or {t.max_minutes:g} minutes, whichever comes first" if t.max_minutes else "")
+    subset = f"the first {d.valid_max_sequences} valid sequences" if d.valid_max_sequences else "the whole valid split"
+    final = "; then the whole valid split once" if cfg.final_full_validation else ""
+    return (f"training {stop} ({d.max_tokens:,} tokens a step) into {out}; validation every {t.val_check_interval} "
+            f"steps on {subset}{final}")
+
+
+def train(cfg: TrainConfig) -> dict[str, float]:
+    """Train as configured; returns the final validation metrics.
+
+    Raises:
+        FileExistsError: ``output_dir`` holds an earlier run and ``resume`` is false.
+    """
+    from xtrimo.compose import resolved
+    from xtrimo.train.datamodule import PretrainDataModule
+    from xtrimo.train.module import PretrainModule
+
+    _check_inputs(cfg)
+    out = Path(cfg.output_dir)
+    # every rank resumes; only the first checks the folder (the others start once it has begun writing there)
+    ckpt_path = check_output_dir(out, cfg.resume) if _first_process() or cfg.resume else None
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_cfg, init_state = _init_weights(cfg)
+    t = cfg.trainer
+    datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
+    module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, t.max_minutes * 60,
+                            datamodule.unigram(model_cfg.padded_vocab_size), init_state, cfg.objective,
+                            t.token_multiple)
+    trainer = _trainer(cfg, out)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
-        from omegaconf import OmegaConf
-
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        write_text(out / "config.yaml", resolved(cfg))
+        print(_plan(cfg, out), flush=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     if not cfg.final_full_validation:
         return {}
     datamodule.full_validation = True
+    trainer.limit_val_batches = 1.0
+    if trainer.is_global_zero:
+        print(f"validating the whole valid split after {trainer.global_step} steps (checkpoint already written)",
+              flush=True)
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0].items()}
     if trainer.is_global_zero:
         untrained = {"mlm", "glm"} - set(cfg.objective.trained_objectives(trainer.global_step))
@@ -128,7 +181,7 @@ def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrai
         if metrics.get(f"val/{o}_tokens", 0) > 0:
             print(f"  {o.upper():<10}{metrics[f'val/{o}_ppl']:>12.2f}{metrics.get(f'val/{o}_unigram_ppl', math.nan):>10.2f}"
                   f"{int(metrics[f'val/{o}_tokens']):>10}" + ("   (not trained in this run)" if o in untrained else ""))
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps({"step": step, "skipped_steps": skipped, **metrics}, indent=2))
-    os.replace(tmp, out / "results.json")
-    print(f"checkpoints: {out / 'checkpoints' / 'last'} (best: {out / 'checkpoints' / 'best'})")
+    write_json(out / "results.json", {"step": step, "skipped_steps": skipped, **metrics})
+    last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
+    print(f"wrote {last} -> {last.resolve().name} (best: {best.resolve().name if best.exists() else 'none'}), "
+          f"{out / 'results.json'}, {out / 'metrics.csv'}, {out / 'tensorboard'}")
