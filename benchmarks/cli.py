@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xtrimo.benchmarks.backbones import BackboneConfig
-from xtrimo.cli_utils import describe, run_command
+from xtrimo.cli_utils import describe, make_parser, run_command, setup_logging
 from xtrimo.io import output_folder
 from xtrimo.benchmarks.runner import ProtocolConfig
 from xtrimo.benchmarks.tasks import TaskSpec, list_tasks, register_task_folder
@@ -88,9 +88,24 @@ def _run_dir(cfg: BenchConfig) -> Path:
     return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}")
 
 
+def _config_sha(cfg: BenchConfig, task: TaskSpec) -> str:
+    """What decides a task's result: the task, the backbone (checkpoint weights included) and the protocol."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from xtrimo.benchmarks.backbones import _file_digest
+
+    key = {"task": asdict(task), "backbone": asdict(cfg.backbone), "protocol": asdict(cfg.protocol)}
+    weights = Path(cfg.backbone.checkpoint or "") / "model.safetensors"
+    if cfg.backbone.checkpoint and weights.is_file():
+        key["weights"] = _file_digest(weights)
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def run_config(cfg: BenchConfig) -> list[dict]:
-    """Run the task (or every task of the suite); write each task's JSON; return the results."""
-    from xtrimo.benchmarks import report, runner
+    """Run the task (or every task of the suite); return the results (each with its ``config_sha``)."""
+    from xtrimo.benchmarks import runner
     from xtrimo.benchmarks.backbones import build_backbone
     from xtrimo.benchmarks.tasks import load_task
 
@@ -115,10 +130,18 @@ def run_config(cfg: BenchConfig) -> list[dict]:
                       "metric": task.metric, "status": "error", "reason": describe(exc)}
         if control is not None and result["status"] == "ok":
             result["control"] = runner.run_task(task, control_cfg, cfg.protocol, cache, control, control_memo)
-        report.write_task(result, _run_dir(cfg))
+        result["config_sha"] = _config_sha(cfg, task)
         print("  " + _line(result), flush=True)
         results.append(result)
     return results
+
+
+def _data_hint(results: list[dict]) -> str:
+    if any("data not found" in str(r.get("reason", "")) for r in results):
+        from xtrimo.data.registry import data_dir
+
+        return f" (data sets are read from {data_dir()}: set XTRIMO_DATA_DIR to the folder that holds them)"
+    return ""
 
 
 def _line(r: dict) -> str:
@@ -137,8 +160,12 @@ def bench_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-bench``."""
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in argv):
+        from xtrimo.compose import resolved
+
         print(__doc__)
-        print(f"tasks: {', '.join(list_tasks())}\nconfigs: {bench_config_dir()}")
+        print(f"tasks: {', '.join(list_tasks())}\nconfigs: {bench_config_dir()}\n")
+        print("defaults (configs/bench/bench.yaml; every key is an override, e.g. protocol.seeds=[0,1,2]):\n")
+        print(resolved(compose([])))
         return 0
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
@@ -148,11 +175,20 @@ def bench_main(argv: list[str] | None = None) -> int:
 
         combos = expand_sweeps(overrides) if multirun else [overrides]
         configs = [compose(c) for c in combos]  # all compose before anything runs: a typo fails fast
-        logging.basicConfig(level=configs[0].log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        setup_logging(configs[0].log_level)
         by_dir: dict[Path, list[dict]] = {}
         for cfg in configs:
             by_dir.setdefault(_run_dir(cfg), []).extend(run_config(cfg))
+        everything = [r for rs in by_dir.values() for r in rs]
+        if not any(r["status"] == "ok" for r in everything):
+            reasons = sorted({str(r.get("reason", r["status"])).split(":")[0] for r in everything})
+            raise RuntimeError(f"no task ran: {len(everything)} skipped or failed ({'; '.join(reasons)[:200]}); "
+                               "nothing was written" + _data_hint(everything))
         for run_dir, results in by_dir.items():
+            for result in results:
+                kept = report.write_task(result, run_dir)
+                if kept is not None:
+                    print(f"  {result['task']}: the earlier result of another configuration was kept in {kept}")
             merged = report.collect(run_dir, results)
             for path in report.write_summary(merged, run_dir, f"xtrimo-bench: {run_dir.name}"):
                 print(f"wrote {path}")
@@ -165,18 +201,19 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def _embed_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtrimo-embed", description="Bulk embeddings of a (large) FASTA file, streamed.")
+    p = make_parser("xtrimo-embed", "Bulk embeddings of a (large) FASTA file, streamed.", [
+        "xtrimo-embed --checkpoint ckpt/ -i uniref.fasta.gz -o emb/ --pool mean"])
     p.add_argument("--checkpoint", help="xtrimo checkpoint directory")
-    p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"])
+    p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"], help="feature source")
     p.add_argument("--esm-file", help="local fair-esm checkpoint (.pt) for --backbone esm2")
     p.add_argument("-i", "--input", required=True, help="FASTA file (plain or .gz)")
     p.add_argument("-o", "--output", required=True, help="a new or empty output folder (shard_NNNNN.npz + index.json)")
-    p.add_argument("--pool", default="mean", choices=["mean", "per-residue"])
-    p.add_argument("--layer", type=int, default=-1)
+    p.add_argument("--pool", default="mean", choices=["mean", "per-residue"], help="one vector per sequence, or per residue")
+    p.add_argument("--layer", type=int, default=-1, help="hidden state (0: embedding output, -1: the last)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="token budget per forward pass")
     p.add_argument("--shard-residues", type=int, default=1_000_000, help="residues per output shard (bounds memory)")
     p.add_argument("--max-length", type=int, default=None, help="crop longer sequences")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     return p
 
 

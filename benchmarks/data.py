@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xtrimo.benchmarks import datasets  # noqa: F401  (registers the benchmark data sets)
+from xtrimo.benchmarks.datasets import register_all
 from xtrimo.benchmarks.tasks import TaskSpec
 from xtrimo.data.fasta import read_fasta
 from xtrimo.data.registry import dataset_path
@@ -230,6 +230,7 @@ def _crop(ex: Examples, max_length: int) -> Examples:
 def load_splits(task: TaskSpec, seed: int = 0) -> Splits:
     """Train / valid / test of ``task``; without a published validation split, ``valid_fraction`` of train
     (a seeded permutation) becomes the validation split."""
+    register_all()
     parts = LOADERS[task.data.format](task, dataset_path(task.data.dataset))
     if "train" not in parts or "test" not in parts:
         raise DataFormatError(f"task {task.name}: data set {task.data.dataset} lacks a train or test split")

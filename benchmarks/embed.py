@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tqdm import tqdm
 
 from xtrimo.io import atomic_write, write_json
+from xtrimo.progress import Progress
 from xtrimo.tokenizer import ResidueTokenizer
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,11 @@ def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 1638
     """Per-residue features ``[L_i, H]`` of every sequence, in input order."""
     out: list[np.ndarray | None] = [None] * len(seqs)
     batches = token_batches([len(s) for s in seqs], batch_tokens)
-    bar = tqdm(total=len(seqs), unit="seq", desc=f"embed {backbone.name}", disable=not progress, leave=False)
-    for batch in batches:
-        for i, emb in zip(batch, backbone.embed([seqs[i] for i in batch])):
-            out[i] = emb.astype(np.float32, copy=False)
-        bar.update(len(batch))
-    bar.close()
+    with Progress(len(seqs), f"embed {backbone.name}", "seq", enabled=progress) as bar:
+        for batch in batches:
+            for i, emb in zip(batch, backbone.embed([seqs[i] for i in batch])):
+                out[i] = emb.astype(np.float32, copy=False)
+            bar.update(len(batch))
     return out  # type: ignore[return-value]
 
 
@@ -164,7 +163,7 @@ def stream_embeddings(backbone: Backbone, records: Iterable[tuple[str, str]], ou
     stats = {"records": 0, "residues": 0, "shards": 0}
     shards = []
     tokenizer = ResidueTokenizer()
-    bar = tqdm(unit="res", unit_scale=True, desc=f"embed {backbone.name}", disable=not progress)
+    bar = Progress(None, f"embed {backbone.name}", "residues", enabled=progress)
     for chunk in _chunks(records, shard_residues):
         names = [n for n, _ in chunk]
         seqs = [s[:max_length] if max_length else s for _, s in chunk]

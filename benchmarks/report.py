@@ -16,13 +16,28 @@ CATEGORY_ORDER = ("structure", "interactions", "functionality", "developability"
 COLUMNS = ("task", "paper_task", "category", "metric", "value", "std", "control", "baseline", "status", "note")
 
 
-def write_task(result: dict, out_dir: str | Path) -> Path:
-    """``out_dir/<task>.json`` (atomically)."""
+def write_task(result: dict, out_dir: str | Path) -> Path | None:
+    """Write ``out_dir/<task>.json`` (atomically). An earlier result of the task from another configuration
+    (``config_sha``) is not overwritten: it moves to ``out_dir/superseded/<task>.<sha>.json`` first.
+
+    Returns:
+        where the earlier result was kept, or None.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{result['task']}.json"
+    kept = None
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("config_sha") != result.get("config_sha"):
+            kept = out / "superseded" / f"{result['task']}.{old.get('config_sha', 'unknown')}.json"
+            kept.parent.mkdir(exist_ok=True)
+            path.replace(kept)
     write_json(path, result, indent=1, default=_json_default)
-    return path
+    return kept
 
 
 def collect(out_dir: str | Path, fresh: list[dict]) -> list[dict]:

@@ -25,37 +25,39 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from xtrimo.cli_utils import run_command
+from xtrimo.cli_utils import make_parser, run_command
 from xtrimo.data.fasta import read_fasta, write_fasta
 from xtrimo.io import refuse_existing, write_csv
 
 
 def _generate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtrimo-generate", description="Sample or design protein sequences.")
+    p = make_parser("xtrimo-generate", "Sample or design protein sequences.", [
+        "xtrimo-generate --checkpoint ckpt/ -n 100 -o samples.fasta --prompt M --temperature 0.9 --top-p 0.8",
+        "xtrimo-generate --checkpoint ckpt/ -n 20 -o designs.fasta --template 'MKT????GSSG??LE'"])
     p.add_argument("--checkpoint", required=True, help="checkpoint directory (model.safetensors + config.yaml)")
-    p.add_argument("-n", "--num-sequences", type=int, required=True)
+    p.add_argument("-n", "--num-sequences", type=int, required=True, help="sequences to write")
     p.add_argument("-o", "--output", required=True, help="output FASTA (a .report.json is written next to it)")
     p.add_argument("--prompt", default="", help="residues every sample starts with")
     p.add_argument("--template", default=None, help="design mode: residues kept, '?' designed")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (0: greedy)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely residues (0: off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, help="CTRL-style penalty (1: off)")
     p.add_argument("--min-length", type=int, default=0, help="residues at least (prompt included)")
     p.add_argument("--max-length", type=int, default=None, help="residues at most (prompt included)")
-    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=int, default=512, help="residues generated at most")
     p.add_argument("--ban", default="", help="residue letters never sampled, e.g. C")
     p.add_argument("--allow-nonstandard", action="store_true", help="also sample X B U Z O")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same samples)")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences decoded together")
     p.add_argument("--num-candidates", type=int, default=None, help="sample this many, keep the n most likely")
     p.add_argument("--iterations", type=int, default=0, help="template refinement rounds (0: min(10, #?))")
     p.add_argument("--reference", default=None, help="FASTA for the report's max identity (e.g. the training set)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
     p.add_argument("--stream", action="store_true", help="print tokens to stderr as they are produced")
     p.add_argument("--compile", action="store_true",
-                   help="decode with one torch.compile graph per token: compiles first (~20 s), then 3.5-3.9x "
-                        "faster than the eager loop at batch size 1 and 1.4-1.8x at 16 (two CPU cores)")
+                   help="decode with one torch.compile graph per token: it compiles first, then pays on long jobs "
+                        "(docs/generation.md has the speeds)")
     return p
 
 
@@ -75,7 +77,7 @@ def _run_generate(args: argparse.Namespace) -> None:
     gen = Generator.from_pretrained(args.checkpoint, args.device, compile=args.compile)
     common = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, ban=args.ban, seed=args.seed,
                   batch_size=args.batch_size, num_candidates=args.num_candidates,
-                  allow_nonstandard=args.allow_nonstandard)
+                  allow_nonstandard=args.allow_nonstandard, progress=not args.stream)
     if args.template is not None:
         samples = gen.design(args.template, args.num_sequences, iterations=args.iterations, **common)
     else:
@@ -97,16 +99,18 @@ def _run_generate(args: argparse.Namespace) -> None:
 
 
 def _score_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtrimo-score", description="Log-likelihood of sequences, or variant effects.")
-    p.add_argument("--checkpoint", required=True)
+    p = make_parser("xtrimo-score", "Log-likelihood of sequences, or variant effects.", [
+        "xtrimo-score --checkpoint ckpt/ seqs.fasta -o scores.csv",
+        "xtrimo-score --checkpoint ckpt/ --wildtype wt.fasta --mutations variants.csv -o effects.csv"])
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory")
     p.add_argument("fasta", nargs="?", default=None, help="sequences to score (log-likelihood, perplexity)")
     p.add_argument("--wildtype", default=None, help="FASTA with the wild type (first record)")
     p.add_argument("--mutations", default=None, help="CSV with a 'mutant' column (e.g. A23G or A23G:K45R)")
     p.add_argument("-o", "--output", required=True, help="output CSV")
     p.add_argument("--method", default="auto", choices=["auto", *SEQUENCE_METHODS, *VARIANT_METHODS],
                    help="how to score (auto: follow the checkpoint, see above)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences (or masked copies) per forward pass")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
     return p
 
 
@@ -162,7 +166,8 @@ def _run_score(args: argparse.Namespace) -> None:
     if args.fasta is not None:
         records = list(read_fasta(args.fasta))
         score = sequence_log_likelihoods if method == "autoregressive" else pseudo_log_likelihoods
-        scores = score(model, [r.sequence for r in records], args.batch_size, [r.name for r in records])
+        scores = score(model, [r.sequence for r in records], args.batch_size, [r.name for r in records],
+                       progress=True)
         rows = [{"name": r.name, "length": len(r.sequence), "method": method,
                  "log_likelihood_residues": s.residue_log_likelihood,
                  "log_likelihood_with_eos": s.residue_log_likelihood + s.eos_log_prob if method != "pseudo" else "",

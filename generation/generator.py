@@ -15,6 +15,7 @@ from xtrimo.generation.sampling import SamplingConfig
 from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
 from xtrimo.generation.template import design, parse_template
 from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.progress import Progress
 from xtrimo.tokenizer import ResidueTokenizer
 
 log = logging.getLogger("xtrimo")
@@ -125,6 +126,7 @@ class Generator:
         score_fn: ScoreFn | None = None,
         callback: TokenCallback | None = None,
         allow_nonstandard: bool = False,
+        progress: bool = False,
     ) -> list[GeneratedSequence]:
         """Sample ``num_sequences`` sequences that start with ``prompt``, in the checkpoint's generation layout
         (GLM: the prompt is the bidirectional prefix before ``<gmask><sop>``; CLM: after ``<gmask><sop><eos>``).
@@ -141,6 +143,7 @@ class Generator:
             num_candidates: sample this many (>= ``num_sequences``) and keep the best ``num_sequences``.
             score_fn: the reranking score (higher is better); default the model's own mean log-likelihood.
             callback: streams ``(index, token)`` as tokens are produced.
+            progress: show sequences done and tokens made (:class:`xtrimo.progress.Progress`, on stderr).
 
         Returns:
             the samples, best score first when reranking, else in index order.
@@ -154,10 +157,21 @@ class Generator:
         budget, min_new = self._budget(len(prompt_ids), max_new_tokens, min_length, max_length)
         total = self._candidates(num_sequences, num_candidates, batch_size)
         decoded: list[Decoded] = []
-        for lo in range(0, total, batch_size):
-            idx = list(range(lo, min(lo + batch_size, total)))
-            decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx, callback)
-            log.info("sampled %d / %d sequences", len(decoded), total)
+        with Progress(total, "generate", "seq", enabled=progress) as bar:
+            made = [0]
+
+            def tick(index: int, token: str) -> None:
+                made[0] += 1
+                if len(token) > 1:  # a stop token: that sequence is done
+                    bar.update(1, postfix=f"{made[0]:,} tokens")
+                if callback is not None:
+                    callback(index, token)
+
+            for lo in range(0, total, batch_size):
+                idx = list(range(lo, min(lo + batch_size, total)))
+                decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx,
+                                  tick if progress else callback)
+                bar.update(len(decoded) - bar.n, postfix=f"{made[0]:,} tokens")  # rows cut at the length limit
         samples = [self._sample(prompt, d) for d in decoded]
         return rerank(samples, num_sequences, score_fn) if total > num_sequences else samples
 
@@ -175,6 +189,7 @@ class Generator:
         num_candidates: int | None = None,
         score_fn: ScoreFn | None = None,
         allow_nonstandard: bool = False,
+        progress: bool = False,
     ) -> list[GeneratedSequence]:
         """Fill the ``?`` of ``template`` (e.g. ``"MKT????GSSG??LE"``); every other residue is kept exactly.
 
@@ -192,11 +207,12 @@ class Generator:
         ids, designed = parse_template(template)
         total = self._candidates(num_sequences, num_candidates, batch_size)
         seqs: list[str] = []
-        for lo in range(0, total, batch_size):
-            idx = list(range(lo, min(lo + batch_size, total)))
-            out = design(self.model, ids, designed, config, seed, idx, iterations)
-            seqs += [self.tokenizer.decode(row) for row in out]
-            log.info("designed %d / %d sequences", len(seqs), total)
+        with Progress(total, "design", "seq", enabled=progress) as bar:
+            for lo in range(0, total, batch_size):
+                idx = list(range(lo, min(lo + batch_size, total)))
+                out = design(self.model, ids, designed, config, seed, idx, iterations)
+                seqs += [self.tokenizer.decode(row) for row in out]
+                bar.update(len(idx))
         score = sequence_log_likelihoods if self.model.config.generation_mode else pseudo_log_likelihoods
         scores = score(self.model, seqs, batch_size=batch_size)
         samples = [

@@ -27,6 +27,7 @@ from xtrimo.generation.decode import generation_mode
 from xtrimo.generation.sampling import token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import IGNORE_INDEX, clm_sample, collate, from_ids, glm_sample, mlm_sample
+from xtrimo.progress import Progress
 from xtrimo.tokenizer import EOS_ID, MASK_ID, ResidueTokenizer
 
 _MUTATION = re.compile(r"^([A-Za-z])(\d+)([A-Za-z])$")
@@ -109,7 +110,7 @@ def _by_length(ids: list[np.ndarray], batch_size: int) -> list[list[int]]:
 
 def sequence_log_likelihoods(
     model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None,
-    with_eos: bool = True,
+    with_eos: bool = True, progress: bool = False,
 ) -> list[SequenceScore]:
     """Left-to-right log-likelihood of each sequence (see the module docstring), batched by similar length.
 
@@ -119,9 +120,11 @@ def sequence_log_likelihoods(
     """
     ids = _encode(sequences, names)
     out: list[SequenceScore | None] = [None] * len(ids)
-    for chunk in _by_length(ids, batch_size):
-        for i, lp in zip(chunk, continuation_log_probs(model, [ids[i] for i in chunk], [0] * len(chunk))):
-            out[i] = SequenceScore(float(lp[:-1].sum()), float(lp[-1]), len(lp) - 1, with_eos)
+    with Progress(len(ids), "score", "seq", enabled=progress) as bar:
+        for chunk in _by_length(ids, batch_size):
+            for i, lp in zip(chunk, continuation_log_probs(model, [ids[i] for i in chunk], [0] * len(chunk))):
+                out[i] = SequenceScore(float(lp[:-1].sum()), float(lp[-1]), len(lp) - 1, with_eos)
+            bar.update(len(chunk))
     return out  # type: ignore[return-value]
 
 
@@ -145,16 +148,20 @@ def _masked_rows(model: XTrimoPGLM, ids: torch.Tensor, positions: Sequence[int],
 
 
 def pseudo_log_likelihoods(
-    model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None
+    model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> list[SequenceScore]:
     """``sum_i log p(x_i | x_{-i})`` per sequence (MLM layout, residues + ``<eos>``, one masked pass per residue)."""
     _check_mlm(model, "the pseudo-log-likelihood")
     out = []
-    for ids in _encode(sequences, names):
-        wt = torch.from_numpy(mlm_sample(ids).input_ids)
-        table = _masked_rows(model, wt, range(len(ids)), batch_size)
-        ll = float(table[np.arange(len(ids)), ids].sum()) if len(ids) else 0.0
-        out.append(SequenceScore(ll, 0.0, len(ids), with_eos=False))
+    encoded = _encode(sequences, names)
+    with Progress(len(encoded), "pseudo-log-likelihood", "seq", enabled=progress) as bar:
+        for ids in encoded:
+            wt = torch.from_numpy(mlm_sample(ids).input_ids)
+            table = _masked_rows(model, wt, range(len(ids)), batch_size)
+            ll = float(table[np.arange(len(ids)), ids].sum()) if len(ids) else 0.0
+            out.append(SequenceScore(ll, 0.0, len(ids), with_eos=False))
+            bar.update(1)
     return out
 
 

@@ -16,12 +16,12 @@ radius of gyration) is flagged on the console and in summary.csv (and not writte
 from __future__ import annotations
 
 import argparse
-import csv
 import re
 import sys
 import time
 from pathlib import Path
 
+from xtrimo.cli_utils import make_parser
 from xtrimo.data.fasta import FastaError
 from xtrimo.io import output_folder, write_csv, write_text
 from xtrimo.progress import Progress
@@ -31,7 +31,8 @@ SUMMARY_FIELDS = ("id", "length", "mean_plddt", "ptm", "seconds", "status")
 
 
 def _fold_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtrimo-fold", description="Predict structures for the sequences of a FASTA file.")
+    p = make_parser("xtrimo-fold", "Predict structures for the sequences of a FASTA file.", [
+        "xtrimo-fold -i seqs.fasta -o preds/ --checkpoint runs/fold/head --num-recycles 4"])
     p.add_argument("-i", "--input", required=True, help="FASTA file (':' separates the chains of a complex)")
     p.add_argument("-o", "--output", required=True, help="output folder for <id>.pdb and summary.csv")
     p.add_argument("--checkpoint", required=True, help="folding checkpoint (head.safetensors + config.yaml)")
@@ -167,7 +168,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xtrimo-fold-eval", description="Score predicted structures against references.")
+    p = make_parser("xtrimo-fold-eval", "Score predicted structures against references.", [
+        "xtrimo-fold-eval --pred preds/ --ref refs/ -o eval.csv"])
     p.add_argument("--pred", required=True, help="folder of predicted <id>.pdb")
     p.add_argument("--ref", required=True, help="folder of reference <id>.pdb / .cif")
     p.add_argument("-o", "--output", required=True, help="CSV of per-target metrics and their means")

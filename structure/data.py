@@ -1,6 +1,6 @@
 """Training data for the folding head: the shared PDB sets, a held-out split, cached PLM features and random crops.
 
-The two structure sets are registered by ``xtrimo.benchmarks.datasets`` (importing it registers them); this module
+The two structure sets are registered by :func:`xtrimo.data.structures.register_structure_sets`; this module
 resolves them through the data registry, never copying files.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from xtrimo.progress import Progress
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.structure.folder import plm_features
 from xtrimo.structure.protein import ProteinStructure, read_structure
@@ -28,9 +29,10 @@ def structure_files(source: str) -> list[Path]:
     """PDB / mmCIF files of ``source``: a registered data set name or a folder (``pdb/`` inside is used if present)."""
     folder = Path(source)
     if not folder.is_dir():
-        import xtrimo.benchmarks.datasets  # noqa: F401  (registers the structure sets)
         from xtrimo.data.registry import dataset_path
+        from xtrimo.data.structures import register_structure_sets
 
+        register_structure_sets()
         folder = dataset_path(source, download=False)
     if (folder / "pdb").is_dir():
         folder = folder / "pdb"
@@ -66,13 +68,15 @@ def load_examples(
 ) -> list[StructureExample]:
     """Parse ``files`` and run the PLM once over each full chain (crops are cut from these features later)."""
     out = []
-    for path in files:
-        st = read_structure(path)
-        if max_length is not None and len(st.aatype) > max_length:
-            log.info("skipping %s: %d residues > %d", path.name, len(st.aatype), max_length)
-            continue
-        states, attn, _ = plm_features(plm, [st.sequence], with_attentions)
-        out.append(StructureExample(path.stem, st, states[0].half(), None if attn is None else attn[0].half()))
+    with Progress(len(files), "PLM features", "chains") as bar:
+        for path in files:
+            st = read_structure(path)
+            bar.update(1)
+            if max_length is not None and len(st.aatype) > max_length:
+                log.info("skipping %s: %d residues > %d", path.name, len(st.aatype), max_length)
+                continue
+            states, attn, _ = plm_features(plm, [st.sequence], with_attentions)
+            out.append(StructureExample(path.stem, st, states[0].half(), None if attn is None else attn[0].half()))
     return out
 
 

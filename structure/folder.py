@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xtrimo.checkpoint import CheckpointError, atomic_directory
+from xtrimo.checkpoint import CheckpointError
+from xtrimo.io import atomic_directory
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig

@@ -93,7 +93,11 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     from xtrimo.structure.protein import read_structure
 
     from xtrimo.model.glm import XTrimoPGLM
+    from xtrimo.train.feedback import RunLimit, TrainProgress
 
+    out = Path(cfg.output_dir)
+    if out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"output_dir {out} holds an earlier run: choose a new output_dir (nothing was changed)")
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.seed, verbose=False)
@@ -123,13 +127,13 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
 
         module.head.load_state_dict(load_file(str(Path(cfg.trainer.init_from) / FOLD_WEIGHTS_NAME)), strict=True)
         log.info("head initialised from %s", cfg.trainer.init_from)
-    out = Path(cfg.output_dir)
+    limit = RunLimit(cfg.trainer.max_minutes)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps,
-        max_time={"minutes": cfg.trainer.max_minutes} if cfg.trainer.max_minutes else None,
         gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=cfg.trainer.log_every_n_steps,
         logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[limit, TrainProgress(limit, count_tokens=None)],
     )
     t0 = time.time()
     trainer.fit(module, loader)
@@ -145,12 +149,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
 
 def heldout_report(folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:
     """Fold each held-out chain and score it next to the helix / straight-chain baselines; writes ``path``."""
-    from xtrimo.structure.evaluate import (
-        METRICS,
-        baseline_scores,
-        score_structures,
-        write_csv,
-    )
+    from xtrimo.structure.evaluate import METRICS, baseline_scores, score_structures, write_csv
     from xtrimo.structure.protein import read_structure
 
     rows = []
@@ -178,11 +177,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"configs: {config_dir() / 'fold'}")
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from xtrimo.cli_utils import run_command
+    from xtrimo.cli_utils import run_command, setup_logging
+
+    setup_logging()
 
     def body() -> int:
-        print(json.dumps(train(compose(argv)), indent=2))
+        cfg = compose(argv)
+        print(json.dumps(train(cfg), indent=2))
+        out = Path(cfg.output_dir)
+        print(f"wrote {out / 'head'} (the folding checkpoint: xtrimo-fold --checkpoint {out / 'head'}), "
+              f"{out / 'heldout.csv'}, {out / 'summary.json'}")
         return 0
 
     return run_command("xtrimo-train", body)

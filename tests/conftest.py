@@ -22,8 +22,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def tiny_config() -> ModelConfig:
-    """2 layers, hidden 64, 4 heads: small enough for every test, odd FFN width so swapped dims fail."""
-    return ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=97, seq_length=128)
+    """2 layers, hidden 64, 4 heads: small enough for every test, odd FFN width so swapped dims fail; recorded as
+    trained with both objectives (as a stage-2 checkpoint), so every product accepts it."""
+    return ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=97, seq_length=128,
+                       objectives=("mlm", "glm"))
 
 
 @pytest.fixture

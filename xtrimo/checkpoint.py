@@ -14,8 +14,6 @@ from safetensors.torch import load_file, save_file
 
 from xtrimo.config import ModelConfig
 from xtrimo.io import atomic_directory
-from xtrimo.model.glm import XTrimoPGLM
-from xtrimo.model.rope import RotaryEmbedding
 
 log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
@@ -43,12 +41,6 @@ def write_model_files(state: dict[str, torch.Tensor], config: ModelConfig, direc
     config.save(directory / CONFIG_NAME)
 
 
-def save_model(model: XTrimoPGLM, path: str | Path) -> None:
-    """Save ``model`` as ``path/model.safetensors`` + ``path/config.yaml``, atomically."""
-    with atomic_directory(path) as tmp:
-        write_model_files(model.state_dict(), model.config, tmp)
-
-
 def check_keys(expected: set[str], found: set[str], source: str) -> None:
     missing, unexpected = sorted(expected - found), sorted(found - expected)
     if missing or unexpected:
@@ -59,14 +51,13 @@ def check_keys(expected: set[str], found: set[str], source: str) -> None:
         )
 
 
-ROTARY_KEY = "rotary.inv_freq"
+def read_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """The config and weights of a checkpoint directory.
 
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> XTrimoPGLM:
-    """Load a checkpoint directory strictly (missing and unexpected keys are named in the error).
-
-    Checkpoints written before the RoPE frequencies were saved with the weights lack ``rotary.inv_freq``; those
-    take the frequencies the config defines (what they were trained with).
+    Raises:
+        CheckpointError: a missing directory or file, or an invalid config.yaml (one line).
     """
     path = Path(path)
     if not path.is_dir():
@@ -81,18 +72,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> XT
     if not config.objectives:
         log.warning("checkpoint %s does not record the objectives it was trained with (written before xtrimo "
                     "recorded them): products assume MLM + GLM; set `objectives` in its config.yaml", path)
-    state = load_file(str(path / WEIGHTS_NAME), device=str(map_location))
-    return model_from_state(config, state, str(path / WEIGHTS_NAME), map_location)
+    return config, load_file(str(path / WEIGHTS_NAME), device=str(map_location))
 
 
-def model_from_state(
-    config: ModelConfig, state: dict[str, torch.Tensor], source: str, map_location: str | torch.device = "cpu"
-) -> XTrimoPGLM:
-    """Build the model of ``config`` around ``state`` without a second copy of the weights (strict keys)."""
-    with torch.device("meta"):
-        model = XTrimoPGLM(config)
-    if ROTARY_KEY not in state:
-        state = {**state, ROTARY_KEY: RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base).inv_freq}
-    check_keys(set(model.state_dict()), set(state), source)
-    model.load_state_dict({k: v.to(map_location) for k, v in state.items()}, strict=True, assign=True)
-    return model.eval()
+def save_checkpoint(state: dict[str, torch.Tensor], config: ModelConfig, path: str | Path) -> None:
+    """Save ``path/model.safetensors`` + ``path/config.yaml``, atomically."""
+    with atomic_directory(path) as tmp:
+        write_model_files(state, config, tmp)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 
@@ -27,6 +30,60 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc.__cause__, BaseException) and str(exc.__cause__) not in msg:
         msg += f" ({one_line(exc.__cause__)})"
     return msg
+
+
+class _Quiet(logging.Filter):
+    """Drops the library lines that are noise at a command line: advertisements and accelerators never used."""
+
+    NOISE = ("litlogger", "TPU available", "HPU available", "LitLogger")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (it may have been replaced since)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def setup_logging(level: int | str = logging.INFO) -> None:
+    """One handler for every library (each line printed once), at ``level``; noise filtered (see :class:`_Quiet`).
+
+    ``import lightning`` installs its own console handler on the ``lightning`` logger and lets records propagate
+    to the root as well, which prints each of its lines twice once the root has a handler; here its handler goes
+    (Lightning is imported first, so that it cannot add it later) and the root's serves all.
+    """
+    try:
+        import lightning  # noqa: F401  (its import adds the handler removed below)
+    except ImportError:
+        pass
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Quiet())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level if isinstance(level, int) else level.upper())
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # inside Lightning itself
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` with every option's default and the examples kept as written."""
+
+
+def make_parser(prog: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """An argument parser whose ``--help`` shows the defaults and ``examples`` (one command line each)."""
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_HelpFormatter,
+                                   epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
 def run_command(prog: str, body: Callable[[], int | None]) -> int:

@@ -11,7 +11,6 @@ The mode travels along: ``is_causal`` (causal attention, ``<gmask><sop><eos>`` p
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -21,10 +20,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from xtrimo.checkpoint import ROTARY_KEY, CheckpointError, model_from_state, save_model
-from xtrimo.cli_utils import run_command
+from xtrimo.checkpoint import CheckpointError
+from xtrimo.cli_utils import make_parser, run_command
 from xtrimo.config import ModelConfig
-from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.model.glm import ROTARY_KEY, XTrimoPGLM
 
 # HF config.json field -> ModelConfig field, copied as they are
 HF_CONFIG_MAP = {
@@ -140,22 +139,20 @@ def convert_hf_checkpoint(src: str | Path, dst: str | Path | None = None) -> XTr
     config = config_from_hf(json.loads((src / "config.json").read_text()), str(src / "config.json"))
     state = state_from_hf(_read_hf_state(src), str(src))
     try:
-        model = model_from_state(config, state, str(src))
+        model = XTrimoPGLM.from_state(config, state, str(src))
     except RuntimeError as exc:  # shape mismatches from load_state_dict: keep the first line
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{src}: weights do not match config.json: {str(exc).splitlines()[-1].strip()}") from None
     if dst is not None:
-        save_model(model, dst)
+        model.save_pretrained(dst)
     return model
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-convert``."""
-    parser = argparse.ArgumentParser(
-        prog="xtrimo-convert", description="Convert a Hugging Face ProteinGLM checkpoint into an xtrimo checkpoint.",
-        epilog="example: xtrimo-convert proteinglm-1b-mlm/ ckpt/proteinglm-1b-mlm",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser("xtrimo-convert", "Convert a Hugging Face ProteinGLM checkpoint into an xtrimo checkpoint.",
+                         ["xtrimo-convert proteinglm-1b-mlm/ ckpt/proteinglm-1b-mlm"])
     parser.add_argument("src", help="Hugging Face folder: config.json + *.safetensors (or pytorch_model*.bin)")
     parser.add_argument("dst", help="xtrimo checkpoint directory to write (model.safetensors + config.yaml)")
     args = parser.parse_args(argv)

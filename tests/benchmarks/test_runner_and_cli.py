@@ -140,6 +140,39 @@ def test_embed_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.Capture
     assert f"{bad}: invalid residue '*' at position 3 of record 'x'" in capsys.readouterr().err
 
 
+def test_nothing_to_run_or_read_fails_and_leaves_nothing(tmp_path: Path, tiny_checkpoint: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("XTRIMO_DATA_DIR", str(tmp_path / "empty"))
+    assert bench_main(["suite=all", f"output_dir={tmp_path / 'results'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("xtrimo-bench: error: no task ran: 24 skipped or failed") and "XTRIMO_DATA_DIR" in err
+    assert not (tmp_path / "results").exists()
+    assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(tmp_path / "none.fasta"), "-o",
+                       str(tmp_path / "emb")]) == 1
+    assert capsys.readouterr().err.strip() == f"xtrimo-embed: error: input FASTA not found: {tmp_path / 'none.fasta'}"
+    assert not (tmp_path / "emb").exists()
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(">a\nMKT\n>x\nMK*1\n")  # fails after the folder was made: it is removed again
+    assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(bad), "-o", str(tmp_path / "emb")]) == 1
+    assert not (tmp_path / "emb").exists()
+    (tmp_path / "emb").mkdir()
+    (tmp_path / "emb" / "index.json").write_text("{}")
+    assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(bad), "-o", str(tmp_path / "emb")]) == 1
+    assert "is not empty" in capsys.readouterr().err and (tmp_path / "emb" / "index.json").read_text() == "{}"
+
+
+def test_a_result_of_another_configuration_is_kept(tmp_path: Path) -> None:
+    from xtrimo.benchmarks import report
+
+    first = {"task": "t", "status": "ok", "value": 0.1, "config_sha": "aaa"}
+    assert report.write_task(first, tmp_path) is None
+    assert report.write_task({**first, "value": 0.2}, tmp_path) is None  # same configuration: replaced
+    kept = report.write_task({**first, "value": 0.3, "config_sha": "bbb"}, tmp_path)
+    assert kept == tmp_path / "superseded" / "t.aaa.json" and json.loads(kept.read_text())["value"] == 0.2
+    assert json.loads((tmp_path / "t.json").read_text())["value"] == 0.3
+
+
 def test_summary_shows_control_side_by_side_and_merges_runs(tmp_path: Path) -> None:
     from xtrimo.benchmarks import report
 

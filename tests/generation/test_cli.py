@@ -122,3 +122,14 @@ def test_products_follow_the_checkpoints_mode(model, tmp_path: Path, capsys) -> 
     assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
                        str(tmp_path / "v.csv"), "-o", str(tmp_path / "e2.csv"), "--method", "masked-marginals"]) == 1
     assert "needs a checkpoint trained with MLM" in capsys.readouterr().err
+
+
+def test_rerun_never_overwrites(checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "a.fasta"
+    assert _gen(checkpoint, out, "--seed", "1") == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert sorted(before) == ["a.fasta", "a.report.json"]
+    assert _gen(checkpoint, out, "--seed", "2") == 1
+    assert capsys.readouterr().err.strip().endswith(f"output {out} already exists; choose another path (nothing was "
+                                                    "changed)")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -28,7 +28,8 @@ def fold_config() -> FoldConfig:
 def fold_dir(tmp_path: Path) -> Path:
     """``tmp/fold`` (head + config naming ``../plm``) and ``tmp/plm`` (random 2-layer PLM)."""
     torch.manual_seed(0)
-    XTrimoPGLM(ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=97)).save_pretrained(
+    XTrimoPGLM(ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=97,
+                           objectives=("mlm",))).save_pretrained(
         tmp_path / "plm")
     save_head(FoldingHead(FoldConfig(**TINY_FOLD, plm_checkpoint="../plm")), tmp_path / "fold")
     return tmp_path / "fold"

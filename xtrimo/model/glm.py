@@ -13,10 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_checkpoint
 from xtrimo.config import ModelConfig
 from xtrimo.model.layers import GLMBlock, KVCache, KVWindow, Linear, TokenLayout
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import RotaryEmbedding
+
+
+ROTARY_KEY = "rotary.inv_freq"
 
 
 class _ShrinkGrad(torch.autograd.Function):
@@ -64,7 +68,7 @@ class XTrimoPGLM(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = Transformer(config)
-        self.rotary = RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base)
+        self.rotary = RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base)  # state key ROTARY_KEY
         self._compiled_step: Callable[..., Any] | None = None
         # the flat token count is rounded up to a multiple of this (see TokenLayout); the trainer sets it
         self.token_multiple = 1
@@ -203,16 +207,33 @@ class XTrimoPGLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> XTrimoPGLM:
-        """Load a checkpoint directory (model.safetensors + config.yaml) with strict key checking."""
-        from xtrimo.checkpoint import load_model
+        """Load a checkpoint directory (model.safetensors + config.yaml) with strict key checking.
 
-        return load_model(path, map_location)
+        Checkpoints written before the RoPE frequencies were saved with the weights lack ``rotary.inv_freq``;
+        those take the frequencies the config defines (what they were trained with).
+
+        Raises:
+            CheckpointError: a missing or incomplete directory, or weights that do not match the config.
+        """
+        config, state = read_checkpoint(path, map_location)
+        return cls.from_state(config, state, str(Path(path) / WEIGHTS_NAME), map_location)
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, state: dict[str, torch.Tensor], source: str = "state dict",
+                   map_location: str | torch.device = "cpu") -> XTrimoPGLM:
+        """The model of ``config`` around ``state``, without a second copy of the weights (missing and unexpected
+        keys named in a ``CheckpointError``)."""
+        with torch.device("meta"):
+            model = cls(config)
+        if ROTARY_KEY not in state:
+            state = {**state, ROTARY_KEY: RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base).inv_freq}
+        check_keys(set(model.state_dict()), set(state), source)
+        model.load_state_dict({k: v.to(map_location) for k, v in state.items()}, strict=True, assign=True)
+        return model.eval()
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write model.safetensors + config.yaml atomically into ``path``."""
-        from xtrimo.checkpoint import save_model
-
-        save_model(self, path)
+        save_checkpoint(self.state_dict(), self.config, path)
 
 
 def _one_token(

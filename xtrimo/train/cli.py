@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from xtrimo.cli_utils import run_command
+from xtrimo.cli_utils import run_command, setup_logging
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
@@ -56,12 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     if task is not None:
         return task(argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        from xtrimo.compose import config_dir
+        from xtrimo.compose import config_dir, resolved
 
-        print(f"configs: {config_dir()}")
+        print(__doc__)
+        print(f"configs: {config_dir()} (add your own folder: hydra.searchpath=[file:///path/to/folder])\n")
+        print("defaults (configs/train.yaml; every key is an override, e.g. trainer.max_steps=2000):\n")
+        print(resolved(compose([])))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
 
     def body() -> int:
         cfg = compose(argv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -69,10 +70,14 @@ def is_last_step(trainer: L.Trainer) -> bool:
 
 class TrainProgress(L.Callback):
     """Steps of the true total (the step limit or, sooner, the time limit), the current tokens/s, the loss and the
-    time left; a bar on a terminal, a plain line every ``every`` seconds otherwise. Rank 0 only."""
+    time left; a bar on a terminal, a plain line every ``every`` seconds otherwise. Rank 0 only.
 
-    def __init__(self, limit: RunLimit, every: float = 30.0, enabled: bool = True) -> None:
-        self.limit, self.every, self.enabled = limit, every, enabled
+    ``count_tokens`` gives a batch's real tokens (None: no tokens/s shown).
+    """
+
+    def __init__(self, limit: RunLimit, every: float = 30.0, enabled: bool = True,
+                 count_tokens: Callable[[Any], int] | None = lambda batch: int(batch.valid.sum())) -> None:
+        self.limit, self.every, self.enabled, self.count_tokens = limit, every, enabled, count_tokens
         self.bar: Progress | None = None
         self.window: deque[tuple[float, int, int]] = deque(maxlen=64)  # (time, step, tokens)
         self.tokens = 0
@@ -96,7 +101,7 @@ class TrainProgress(L.Callback):
                            batch_idx: int) -> None:
         if self.bar is None or trainer.global_step == self.bar.n:
             return  # accumulating, or another rank
-        self.tokens += int(batch.valid.sum())
+        self.tokens += self.count_tokens(batch) if self.count_tokens else 0
         steps_s, tok_s = self._rates(trainer)
         left = trainer.max_steps - trainer.global_step
         eta = left / steps_s if steps_s > 0 else None
@@ -105,7 +110,8 @@ class TrainProgress(L.Callback):
         if remaining is not None and steps_s > 0 and remaining < (eta or float("inf")):
             eta, total = remaining, min(total, trainer.global_step + int(remaining * steps_s))
         loss = trainer.callback_metrics.get("train/loss")
-        postfix = (f"loss {float(loss):.3f} | " if loss is not None else "") + f"{tok_s:,.0f} tok/s"
+        postfix = (f"loss {float(loss):.3f}" if loss is not None else "") + (
+            f" | {tok_s:,.0f} tok/s" if self.count_tokens else "")
         self.bar.update(trainer.global_step - self.bar.n, postfix, total=total, eta=eta)
         self.window.append((time.monotonic(), trainer.global_step, self.tokens))
 

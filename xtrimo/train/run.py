@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from xtrimo.checkpoint import CheckpointError, load_model
+from xtrimo.checkpoint import CheckpointError
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import resolve_data_file
 from xtrimo.io import write_json, write_text
@@ -62,7 +62,9 @@ def _check_inputs(cfg: TrainConfig) -> None:
 def _init_weights(cfg: TrainConfig) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:
     if not cfg.init_from:
         return cfg.model, None
-    model = load_model(cfg.init_from)
+    from xtrimo.model.glm import XTrimoPGLM
+
+    model = XTrimoPGLM.from_pretrained(cfg.init_from)
     return model.config, model.state_dict()
 
 
