@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from xtrimo.benchmarks.backbones import BackboneConfig
-from xtrimo.cli_utils import describe, make_parser, run_command, setup_logging
+from xtrimo.cli_utils import describe, hydra_help, make_parser, run_command, setup_logging
 from xtrimo.io import output_folder
 from xtrimo.benchmarks.runner import ProtocolConfig
 from xtrimo.benchmarks.tasks import TaskSpec, list_tasks, register_task_folder
@@ -162,11 +162,8 @@ def bench_main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         from xtrimo.compose import resolved
 
-        print(__doc__)
-        print(f"tasks: {', '.join(list_tasks())}\nconfigs: {bench_config_dir()}\n")
-        print("defaults (configs/bench/bench.yaml; every key is an override, e.g. protocol.seeds=[0,1,2]):\n")
-        print(resolved(compose([])))
-        return 0
+        return hydra_help(__doc__, f"tasks: {', '.join(list_tasks())}\nconfigs: {bench_config_dir()}",
+                          resolved(compose([])))
     multirun = any(a in ("-m", "--multirun") for a in argv)
     overrides = [a for a in argv if a not in ("-m", "--multirun")]
 

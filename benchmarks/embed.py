@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from xtrimo.data.batching import length_batches
 from xtrimo.io import atomic_write, write_json
 from xtrimo.progress import Progress
 from xtrimo.tokenizer import ResidueTokenizer
@@ -31,28 +32,12 @@ class Backbone(Protocol):
     def embed(self, seqs: list[str]) -> list[np.ndarray]: ...
 
 
-def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Group indices so that ``len(batch) * (longest + 1)`` (padding and ``<eos>`` included) stays within
-    ``max_tokens``; longest first, so the padded cost is small. A sequence longer than the budget is alone."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = lengths[current[0]] + 1 if current else lengths[i] + 1
-        if current and (len(current) + 1) * longest > max_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
 def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 16384,
                    progress: bool = False) -> list[np.ndarray]:
     """Per-residue features ``[L_i, H]`` of every sequence, in input order."""
     out: list[np.ndarray | None] = [None] * len(seqs)
-    batches = token_batches([len(s) for s in seqs], batch_tokens)
+    # longest first (the peak memory shows at once); +1 for the <eos> or the prefix of the model's layout
+    batches = length_batches([len(s) for s in seqs], batch_tokens, extra_tokens=1, descending=True)
     with Progress(len(seqs), f"embed {backbone.name}", "seq", enabled=progress) as bar:
         for batch in batches:
             for i, emb in zip(batch, backbone.embed([seqs[i] for i in batch])):

@@ -22,10 +22,9 @@ import argparse
 import csv
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from xtrimo.cli_utils import make_parser, run_command
+from xtrimo.cli_utils import make_parser, run_parsed
 from xtrimo.data.fasta import read_fasta, write_fasta
 from xtrimo.io import refuse_existing, write_csv
 
@@ -185,21 +184,14 @@ def _run_score(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} scores ({method}) to {out}")
 
 
-def _main(
-    prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], None], argv: list[str] | None
-) -> int:
-    args = parser.parse_args(argv)
-    return run_command(prog, lambda: run(args))
-
-
 def generate_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-generate``."""
-    return _main("xtrimo-generate", _generate_parser(), _run_generate, argv)
+    return run_parsed("xtrimo-generate", _generate_parser(), _run_generate, argv)
 
 
 def score_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-score``."""
-    return _main("xtrimo-score", _score_parser(), _run_score, argv)
+    return run_parsed("xtrimo-score", _score_parser(), _run_score, argv)
 
 
 if __name__ == "__main__":

@@ -115,17 +115,7 @@ def decode(
     seed_t = torch.tensor(seed, device=param.device)
     for step in range(max_new_tokens):
         inputs = batch.inputs
-        if cache is not None and step > 0:  # one token per row against the cache
-            col = length - 1
-            ids, batch.log_probs[:, step] = model.decode_step(
-                inputs.input_ids[:, col], inputs.position_ids[:, :, col], inputs.valid[:, :length], cache,
-                sample_next, allowed, batch.seen, batch.rows, config, seed_t,
-                torch.tensor(step, device=param.device), torch.tensor(step < min_new_tokens, device=param.device),
-            )
-        else:  # the context (into the cache), or every column so far without one
-            logits = model(inputs.columns(0, length), cache=cache)["logits"][:, -1].float()
-            ids = choose(logits, batch.seen, batch.rows, allowed, config, seed, step, step < min_new_tokens)
-            batch.log_probs[:, step] = token_log_probs(logits, ids)
+        ids = _next_ids(model, batch, cache, length, step, allowed, config, seed_t, step < min_new_tokens)
         inputs.input_ids[:, length] = ids
         batch.seen.scatter_(1, ids[:, None], True)
         stop = torch.isin(ids, stop_ids)
@@ -135,15 +125,44 @@ def decode(
         length += 1
         if step == max_new_tokens - 1:
             stop = torch.ones_like(stop)
-        if bool(stop.any()):
-            _collect(batch, stop, length, step, done)
-            keep = (~stop).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                break
-            batch.keep(keep)
-            if cache is not None:
-                cache.reorder(keep)
+        if bool(stop.any()) and not _drop_finished(batch, cache, stop, length, step, done):
+            break
     return [done[i] for i in indices]
+
+
+def _drop_finished(batch: _Batch, cache: KVCache | None, stop: torch.Tensor, length: int, step: int,
+                   done: dict[int, Decoded]) -> bool:
+    """Move the rows flagged in ``stop`` into ``done`` and out of the batch and the cache; False when none is left."""
+    _collect(batch, stop, length, step, done)
+    keep = (~stop).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return False
+    batch.keep(keep)
+    if cache is not None:
+        cache.reorder(keep)
+    return True
+
+
+def _next_ids(
+    model: XTrimoPGLM, batch: _Batch, cache: KVCache | None, length: int, step: int, allowed: torch.Tensor,
+    config: SamplingConfig, seed: torch.Tensor, too_short: bool,
+) -> torch.Tensor:
+    """The ids ``[B]`` after the first ``length`` columns (their log-probabilities go to ``batch.log_probs``):
+    one token per row against the cache (the model's decoding step, compiled or not), or a whole forward pass over
+    the context (into the cache) or over every column so far (no cache)."""
+    inputs, device = batch.inputs, seed.device
+    if cache is not None and step > 0:
+        col = length - 1
+        ids, batch.log_probs[:, step] = model.decode_step(
+            inputs.input_ids[:, col], inputs.position_ids[:, :, col], inputs.valid[:, :length], cache,
+            sample_next, allowed, batch.seen, batch.rows, config, seed,
+            torch.tensor(step, device=device), torch.tensor(too_short, device=device),
+        )
+        return ids
+    logits = model(inputs.columns(0, length), cache=cache)["logits"][:, -1].float()
+    ids = choose(logits, batch.seen, batch.rows, allowed, config, seed, step, too_short)
+    batch.log_probs[:, step] = token_log_probs(logits, ids)
+    return ids
 
 
 def generation_mode(config: ModelConfig) -> str:

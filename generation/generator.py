@@ -156,6 +156,13 @@ class Generator:
         prompt_ids = self.tokenizer.encode(prompt, name="prompt")
         budget, min_new = self._budget(len(prompt_ids), max_new_tokens, min_length, max_length)
         total = self._candidates(num_sequences, num_candidates, batch_size)
+        decoded = self._decode(prompt_ids, total, batch_size, config, budget, min_new, seed, callback, progress)
+        samples = [self._sample(prompt, d) for d in decoded]
+        return rerank(samples, num_sequences, score_fn) if total > num_sequences else samples
+
+    def _decode(self, prompt_ids: np.ndarray, total: int, batch_size: int, config: SamplingConfig, budget: int,
+                min_new: int, seed: int, callback: TokenCallback | None, progress: bool) -> list[Decoded]:
+        """Decode ``total`` continuations of ``prompt_ids`` in batches, counting finished sequences on a bar."""
         decoded: list[Decoded] = []
         with Progress(total, "generate", "seq", enabled=progress) as bar:
             made = [0]
@@ -172,8 +179,7 @@ class Generator:
                 decoded += decode(self.model, [prompt_ids] * len(idx), config, budget, min_new, seed, idx,
                                   tick if progress else callback)
                 bar.update(len(decoded) - bar.n, postfix=f"{made[0]:,} tokens")  # rows cut at the length limit
-        samples = [self._sample(prompt, d) for d in decoded]
-        return rerank(samples, num_sequences, score_fn) if total > num_sequences else samples
+        return decoded
 
     def design(
         self,

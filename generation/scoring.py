@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xtrimo.data.batching import length_batches
 from xtrimo.generation.decode import generation_mode
 from xtrimo.generation.sampling import token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
@@ -103,11 +104,6 @@ def _encode(sequences: Sequence[str], names: Sequence[str] | None) -> list[np.nd
     return [tok.encode(s, names[i] if names else f"#{i}") for i, s in enumerate(sequences)]
 
 
-def _by_length(ids: list[np.ndarray], batch_size: int) -> list[list[int]]:
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    return [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
-
-
 def sequence_log_likelihoods(
     model: XTrimoPGLM, sequences: Sequence[str], batch_size: int = 16, names: Sequence[str] | None = None,
     with_eos: bool = True, progress: bool = False,
@@ -121,7 +117,7 @@ def sequence_log_likelihoods(
     ids = _encode(sequences, names)
     out: list[SequenceScore | None] = [None] * len(ids)
     with Progress(len(ids), "score", "seq", enabled=progress) as bar:
-        for chunk in _by_length(ids, batch_size):
+        for chunk in length_batches([len(x) for x in ids], 1 << 62, max_items=batch_size):
             for i, lp in zip(chunk, continuation_log_probs(model, [ids[i] for i in chunk], [0] * len(chunk))):
                 out[i] = SequenceScore(float(lp[:-1].sum()), float(lp[-1]), len(lp) - 1, with_eos)
             bar.update(len(chunk))

@@ -21,8 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from xtrimo.cli_utils import make_parser
-from xtrimo.data.fasta import FastaError
+from xtrimo.cli_utils import make_parser, run_parsed
+from xtrimo.data.batching import length_batches
+from xtrimo.data.fasta import read_fasta
 from xtrimo.io import output_folder, write_csv, write_text
 from xtrimo.progress import Progress
 from xtrimo.tokenizer import InvalidResidueError
@@ -58,31 +59,7 @@ def read_records(path: Path) -> list[tuple[str, str]]:
     Raises:
         FastaError: a missing or undecodable file, or sequence data before the first header.
     """
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FastaError(f"{path}: unreadable FASTA ({type(exc).__name__}: {exc})") from None
-    records: list[tuple[str, list[str]]] = []
-    for lineno, line in enumerate(lines, start=1):
-        line = line.strip()
-        if line.startswith(">"):
-            records.append((safe_name(line[1:]) or f"record_line{lineno}", []))
-        elif line and not line.startswith(";"):
-            if not records:
-                raise FastaError(f"{path}:{lineno}: sequence data before the first '>' header")
-            records[-1][1].append(line.replace(" ", ""))
-    return [(name, "".join(chunks).rstrip("*")) for name, chunks in records]
-
-
-def batches(records: list[tuple[str, str]], max_tokens: int) -> list[list[tuple[str, str]]]:
-    """Group records sorted by length so that ``batch size x longest <= max_tokens`` (a longer one goes alone)."""
-    out: list[list[tuple[str, str]]] = []
-    for rec in sorted(records, key=lambda r: len(r[1])):
-        if out and (len(out[-1]) + 1) * len(rec[1]) <= max_tokens:
-            out[-1].append(rec)
-        else:
-            out.append([rec])
-    return out
+    return [(safe_name(r.name), r.sequence) for r in read_fasta(path, allow_empty=True, strict=False)]
 
 
 def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out: Path,
@@ -92,7 +69,8 @@ def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out
     from xtrimo.structure.metrics import implausible_geometry
 
     with Progress(len(good), "fold", "seq") as bar:
-        for batch in batches(good, args.max_tokens_per_batch):
+        groups = length_batches([len(s) for _, s in good], args.max_tokens_per_batch)
+        for batch in ([good[i] for i in g] for g in groups):
             t0 = time.time()
             try:
                 results = folder.fold_batch([s for _, s in batch], [n for n, _ in batch], args.num_recycles,
@@ -176,21 +154,14 @@ def _eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _main(prog: str, parser: argparse.ArgumentParser, run, argv: list[str] | None) -> int:
-    from xtrimo.cli_utils import run_command
-
-    args = parser.parse_args(argv)
-    return run_command(prog, lambda: run(args))
-
-
 def fold_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-fold``."""
-    return _main("xtrimo-fold", _fold_parser(), _run_fold, argv)
+    return run_parsed("xtrimo-fold", _fold_parser(), _run_fold, argv)
 
 
 def eval_main(argv: list[str] | None = None) -> int:
     """Entry point of ``xtrimo-fold-eval``."""
-    return _main("xtrimo-fold-eval", _eval_parser(), _run_eval, argv)
+    return run_parsed("xtrimo-fold-eval", _eval_parser(), _run_eval, argv)
 
 
 if __name__ == "__main__":

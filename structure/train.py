@@ -90,7 +90,6 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     from xtrimo.structure import data
     from xtrimo.structure.folder import Folder, save_head
     from xtrimo.structure.lit import FoldModule
-    from xtrimo.structure.protein import read_structure
 
     from xtrimo.model.glm import XTrimoPGLM
     from xtrimo.train.feedback import RunLimit, TrainProgress
@@ -106,14 +105,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     head_cfg = FoldConfig.from_dict({**cfg.head.to_dict(), "plm_checkpoint": str(plm_dir),
                                      "plm_num_layers": plm.config.num_layers, "plm_hidden_size": plm.config.hidden_size,
                                      "plm_num_heads": plm.config.num_attention_heads})
-    files = [f for src in cfg.data.structures.split(",") if src for f in data.structure_files(src.strip())]
-    val_files = [f for f in files if data.is_validation(f.name, cfg.data.val_percent)]
-    train_files = [f for f in files if f not in val_files]
-    log.info("%d training / %d held-out structures", len(train_files), len(val_files))
-    eval_files = [f for f in val_files if len(read_structure(f).aatype) <= cfg.data.max_eval_length]
-    if len(eval_files) < len(val_files):
-        log.info("held-out chains over %d residues not folded: %s", cfg.data.max_eval_length,
-                 ", ".join(f.stem for f in val_files if f not in eval_files))
+    train_files, val_files, eval_files = _split(cfg)
     t0 = time.time()
     examples = data.load_examples(train_files, plm, head_cfg.use_attention_maps, cfg.data.max_length)
     log.info("PLM features of %d chains in %.1f s", len(examples), time.time() - t0)
@@ -145,6 +137,22 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
                    heldout_structures=len(val_files), heldout_scored=len(eval_files))
     write_json(out / "summary.json", summary)
     return summary
+
+
+def _split(cfg: FoldTrainConfig) -> tuple[list[Path], list[Path], list[Path]]:
+    """Training files, held-out files, and the held-out ones short enough to fold in the report."""
+    from xtrimo.structure import data
+    from xtrimo.structure.protein import read_structure
+
+    files = [f for src in cfg.data.structures.split(",") if src for f in data.structure_files(src.strip())]
+    val_files = [f for f in files if data.is_validation(f.name, cfg.data.val_percent)]
+    train_files = [f for f in files if f not in val_files]
+    log.info("%d training / %d held-out structures", len(train_files), len(val_files))
+    eval_files = [f for f in val_files if len(read_structure(f).aatype) <= cfg.data.max_eval_length]
+    if len(eval_files) < len(val_files):
+        log.info("held-out chains over %d residues not folded: %s", cfg.data.max_eval_length,
+                 ", ".join(f.stem for f in val_files if f not in eval_files))
+    return train_files, val_files, eval_files
 
 
 def heldout_report(folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:

@@ -4,7 +4,7 @@ import itertools
 import pytest
 import torch
 
-from xtrimo.data.batching import bucket_batches
+from xtrimo.data.batching import length_batches
 from xtrimo.model.layout import collate
 from xtrimo.data.fasta import FastaError, read_fasta
 from xtrimo.data.pretrain import PretrainStream, StreamSpec, ValidationSet, unigram_log_probs
@@ -43,7 +43,7 @@ def test_fasta_missing_file(tmp_path):
 def test_bucketing_respects_budget():
     rng = np.random.default_rng(0)
     samples = [build_mlm_sample(rng.integers(1, 21, size=int(n)), rng) for n in rng.integers(20, 300, size=200)]
-    batches = bucket_batches(samples, 1024, rng)
+    batches = [[samples[i] for i in g] for g in length_batches([len(s) for s in samples], 1024, rng=rng)]
     assert sum(len(b) for b in batches) == 200
     for b in batches:
         assert len(b) * max(len(s) for s in b) <= 1024 or len(b) == 1

@@ -112,3 +112,37 @@ def test_user_config_folder_through_the_search_path(tmp_path: Path) -> None:
     (tmp_path / "model" / "mine.yaml").write_text("name: mine\nnum_layers: 3\nhidden_size: 96\nnum_attention_heads: 3\n")
     cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "model=mine"])
     assert (cfg.model.name, cfg.model.num_layers, cfg.model.hidden_size) == ("mine", 3, 96)
+
+
+def test_console_shows_each_line_once_and_no_advertisement(tmp_path: Path, corpus: tuple[Path, Path]) -> None:
+    res = run_cli(tiny_overrides(tmp_path, *corpus))
+    assert res.returncode == 0, res.stderr
+    text = res.stdout + res.stderr
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    assert len(lines) == len(set(lines)), [ln for ln in lines if lines.count(ln) > 1]
+    assert "litlogger" not in text and "LitLogger" not in text and "LeafSpec" not in text
+
+
+def test_a_writer_killed_midway_leaves_the_old_file(tmp_path: Path) -> None:
+    """Every file the project writes goes through xtrimo.io (temp file, then one rename): SIGKILL a writer halfway
+    through a summary.csv and the previous one is still there, whole."""
+    target = tmp_path / "summary.csv"
+    target.write_text("id,status\nold,ok\n")
+    script = (f"import time, sys\nfrom xtrimo.io import atomic_write\n"
+              f"with atomic_write({str(target)!r}, newline='') as fh:\n"
+              f"    fh.write('id,status\\n' + 'new,ok\\n' * 1000); fh.flush(); print('half', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout.readline().strip() == "half"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert target.read_text() == "id,status\nold,ok\n"
+    from xtrimo.io import write_csv
+
+    write_csv(target, [{"id": "new", "status": "ok"}], ["id", "status"])
+    assert target.read_text() == "id,status\nnew,ok\n" and oct(target.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

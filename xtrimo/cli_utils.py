@@ -86,6 +86,22 @@ def make_parser(prog: str, description: str, examples: list[str]) -> argparse.Ar
                                    epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
+def run_parsed(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
+               argv: list[str] | None) -> int:
+    """Parse ``argv`` with ``parser`` and run ``run(args)`` under :func:`run_command`."""
+    args = parser.parse_args(argv)
+    return run_command(prog, lambda: run(args))
+
+
+def hydra_help(doc: str, header: str, defaults_yaml: str) -> int:
+    """``--help`` of a Hydra command line: its docstring, ``header`` (where the configs are) and every default."""
+    print(doc)
+    print(header + "\n")
+    print("defaults (every key is an override, e.g. trainer.max_steps=2000 or protocol.seeds=[0,1,2]):\n")
+    print(defaults_yaml)
+    return 0
+
+
 def run_command(prog: str, body: Callable[[], int | None]) -> int:
     """Run a command's body: errors print ``<prog>: error: <one line>`` and exit 1 (``XTRIMO_DEBUG=1`` re-raises
     with the traceback); Ctrl-C exits 130."""

@@ -13,6 +13,7 @@ from sklearn.linear_model import Ridge
 
 from xtrimo.benchmarks import embed, probe
 from xtrimo.benchmarks.backbones import BackboneConfig, OneHotBackbone, build_backbone
+from xtrimo.data.batching import length_batches
 from xtrimo.model.layout import ModelInput
 from xtrimo.benchmarks.tasks import ProbeSpec
 
@@ -51,7 +52,7 @@ def test_classifier_probe_handles_missing_class() -> None:
 
 def test_token_batches_respect_budget_and_cover_all() -> None:
     lengths = [13, 17, 5, 200, 17, 3, 40, 41]
-    batches = embed.token_batches(lengths, max_tokens=64)
+    batches = length_batches(lengths, max_tokens=64, extra_tokens=1, descending=True)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         cost = len(b) * (max(lengths[i] for i in b) + 1)

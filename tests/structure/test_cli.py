@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from xtrimo.structure.cli import batches, eval_main, fold_main
+from xtrimo.data.batching import length_batches
+from xtrimo.structure.cli import eval_main, fold_main
 
 
 def _fasta(path: Path) -> Path:
@@ -115,5 +116,7 @@ def test_missing_checkpoint_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_token_budget_batches() -> None:
     recs = [("a", "A" * 10), ("b", "A" * 30), ("c", "A" * 12), ("d", "A" * 100)]
-    groups = batches(recs, 40)
-    assert [[n for n, _ in g] for g in groups] == [["a", "c"], ["b"], ["d"]]
+    groups = length_batches([len(s) for _, s in recs], 40)
+    assert [[recs[i][0] for i in g] for g in groups] == [["a", "c"], ["b"], ["d"]]
+    assert length_batches([5, 3, 9, 9, 2], 1 << 30, max_items=2) == [[4, 1], [0, 2], [3]]
+    assert length_batches([5, 3, 9], 25, extra_tokens=1, descending=True) == [[2, 0], [1]]

@@ -1,34 +1,39 @@
-"""Token-budget bucketing of samples (collation into padded batches: :func:`xtrimo.model.layout.collate`)."""
+"""Token-budget bucketing (collation into padded batches: :func:`xtrimo.model.layout.collate`) and shuffling."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TypeVar
 
 import numpy as np
 
-from xtrimo.model.layout import Sample
+def length_batches(
+    lengths: Sequence[int], max_tokens: int, extra_tokens: int = 0, rng: np.random.Generator | None = None,
+    descending: bool = False, max_items: int | None = None,
+) -> list[list[int]]:
+    """Indices grouped by similar length so that ``batch size * (longest + extra_tokens) <= max_tokens``.
 
-T = TypeVar("T", Sample, np.ndarray)
+    The one bucketing routine: training batches, embedding, folding and scoring batches all come from it. Sorting by
+    length keeps padding small; an item longer than the budget goes alone.
 
-
-def bucket_batches(
-    samples: Sequence[T], max_tokens: int, rng: np.random.Generator | None, extra_tokens: int = 0
-) -> list[list[T]]:
-    """Group samples of similar length so that ``batch_size * (longest + extra_tokens) <= max_tokens``.
-
-    Sorting by length keeps padding small; the batch order is shuffled when ``rng`` is given. ``extra_tokens``
-    lets residue arrays be bucketed before the objective adds its special tokens.
+    Args:
+        lengths: one length per item.
+        max_tokens: padded tokens a batch may hold.
+        extra_tokens: tokens each item gains later (special tokens added after bucketing).
+        rng: shuffle the batch order with it (None: in length order).
+        descending: longest items first (the first batch then shows the peak memory at once).
+        max_items: at most this many items in a batch, whatever their length.
     """
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i]))
-    batches: list[list[T]] = []
-    current: list[T] = []
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i] if descending else lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
     for i in order:
-        s = samples[i]
-        if current and (len(current) + 1) * (len(s) + extra_tokens) > max_tokens:
+        grown = max(longest, lengths[i] + extra_tokens)
+        if current and ((len(current) + 1) * grown > max_tokens or (max_items and len(current) == max_items)):
             batches.append(current)
-            current = []
-        current.append(s)
+            current, grown = [], lengths[i] + extra_tokens
+        current.append(i)
+        longest = grown
     if current:
         batches.append(current)
     if rng is not None:

@@ -35,12 +35,18 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, encoding="utf-8", errors="strict")
 
 
-def read_fasta(path: str | Path, allow_empty: bool = False) -> Iterator[FastaRecord]:
+def read_fasta(path: str | Path, allow_empty: bool = False, strict: bool = True) -> Iterator[FastaRecord]:
     """Yield records one at a time; the file is never held in memory.
 
+    Args:
+        path: plain or gzip FASTA.
+        allow_empty: a file without records is no error.
+        strict: a record without sequence is an error; with False it is yielded with an empty sequence (for
+            commands that report bad records and go on).
+
     Raises:
-        FastaError: missing file, a sequence line before any header, a record without sequence, an empty file
-            (unless ``allow_empty``), or undecodable bytes, each naming the file and the line.
+        FastaError: missing file, a sequence line before any header, a record without sequence (``strict``), an
+            empty file (unless ``allow_empty``), or undecodable bytes, each naming the file and the line.
     """
     path = Path(path)
     header: str | None = None
@@ -56,7 +62,7 @@ def read_fasta(path: str | Path, allow_empty: bool = False) -> Iterator[FastaRec
                     continue
                 if line.startswith(">"):
                     if header is not None:
-                        yield _finish(path, header, header_line, chunks)
+                        yield _finish(path, header, header_line, chunks, strict)
                         n += 1
                     header, header_line, chunks = line[1:].strip(), lineno, []
                 elif header is None:
@@ -68,16 +74,16 @@ def read_fasta(path: str | Path, allow_empty: bool = False) -> Iterator[FastaRec
             raise
         raise FastaError(f"{path}:{lineno + 1}: unreadable FASTA ({type(exc).__name__}: {exc})") from None
     if header is not None:
-        yield _finish(path, header, header_line, chunks)
+        yield _finish(path, header, header_line, chunks, strict)
         n += 1
     if n == 0 and not allow_empty:
         raise FastaError(f"{path}: no FASTA records (empty file)")
 
 
-def _finish(path: Path, header: str, lineno: int, chunks: list[str]) -> FastaRecord:
+def _finish(path: Path, header: str, lineno: int, chunks: list[str], strict: bool = True) -> FastaRecord:
     seq = "".join(chunks).rstrip("*")
     name = header.split()[0] if header else ""
-    if not seq:
+    if not seq and strict:
         raise FastaError(f"{path}:{lineno}: record {name or '<no name>'!r} has no sequence")
     return FastaRecord(name=name or f"record_line{lineno}", description=header, sequence=seq)
 

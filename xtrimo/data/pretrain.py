@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from xtrimo.data.batching import bucket_batches, shuffle_buffer
+from xtrimo.data.batching import length_batches, shuffle_buffer
 from xtrimo.data.fasta import read_fasta
 from xtrimo.data.registry import resolve_data_file
 from xtrimo.model.layout import ModelInput, collate
@@ -93,7 +93,8 @@ class PretrainStream(IterableDataset):
                 crops = [self._crop(r, prng) for r in pool]
                 # bucket first, then draw each batch's objectives at that batch's own optimizer step, so the
                 # curriculum's stage boundary and ramp hold to the step (not to the pool's first step)
-                for b, residues in enumerate(bucket_batches(crops, self.spec.max_tokens, prng, SPECIALS_PER_SAMPLE)):
+                groups = length_batches([len(c) for c in crops], self.spec.max_tokens, SPECIALS_PER_SAMPLE, prng)
+                for b, residues in enumerate([crops[i] for i in g] for g in groups):
                     produced += 1
                     if produced <= skip:
                         continue
@@ -135,7 +136,7 @@ class ValidationSet(IterableDataset):
         self.tokenizer = ResidueTokenizer()
 
     def _share(self, samples: list[Sample], rank: int, world: int) -> Iterator[ModelInput]:
-        batches = bucket_batches(samples, self.spec.max_tokens, None)
+        batches = [[samples[i] for i in g] for g in length_batches([len(s) for s in samples], self.spec.max_tokens)]
         for i in range(rank, math.ceil(len(batches) / world) * world, world):
             if i < len(batches):
                 yield collate(batches[i])

@@ -15,7 +15,7 @@ from torch import nn
 
 from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_checkpoint
 from xtrimo.config import ModelConfig
-from xtrimo.model.layers import GLMBlock, KVCache, KVWindow, Linear, TokenLayout
+from xtrimo.model.layers import AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import RotaryEmbedding
 
@@ -138,8 +138,8 @@ class XTrimoPGLM(nn.Module):
         mask = None
         if not varlen and needs_mask(inputs.division, key_valid):
             mask = attention_mask(inputs.division, key_valid, start)
-        rope = self.rotary(inputs.position_ids)
         window = cache.window(length) if cache is not None else None
+        attend = AttentionInputs(layout, self.rotary(inputs.position_ids), mask, window, output_attentions)
 
         x = self.transformer.embedding.word_embeddings(layout.to_flat(tokens[..., None]).squeeze(-1))
         if self.config.embedding_grad_shrink < 1.0 and self.training:
@@ -148,7 +148,7 @@ class XTrimoPGLM(nn.Module):
         for block in self.transformer.encoder.layers:
             if output_hidden_states:
                 hidden.append(x)
-            x, probs = block(x, layout, rope, mask, window, output_attentions)
+            x, probs = block(x, attend)
             if output_attentions:
                 attentions.append(probs)
         x = self.transformer.encoder.final_layernorm(x)
@@ -244,11 +244,10 @@ def _one_token(
     ``key_valid.shape[1] - 1`` (a size, so that it stays a traced symbol when compiled)."""
     b = tokens.shape[0]
     x = model.transformer.embedding.word_embeddings(tokens)
-    rope = model.rotary(positions[:, :, None])
     window = KVWindow(keys, values, key_valid.shape[1])
-    mask = step_mask(key_valid)
+    attend = AttentionInputs(TokenLayout(b, 1), model.rotary(positions[:, :, None]), step_mask(key_valid), window)
     for block in model.transformer.encoder.layers:
-        x, _ = block(x, TokenLayout(b, 1), rope, mask, window)
+        x, _ = block(x, attend)
     logits = model.transformer.output_layer(model.transformer.encoder.final_layernorm(x)).float()
     return logits if head is None else head(logits, *head_args)
 

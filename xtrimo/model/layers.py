@@ -126,6 +126,25 @@ class KVWindow:
         return self.keys[layer][:, :, : self.end], self.values[layer][:, :, : self.end]
 
 
+@dataclass
+class AttentionInputs:
+    """What a block's attention reads besides the residual stream.
+
+    Attributes:
+        layout: where the real tokens sit in the padded batch.
+        rope: the ``(cos, sin)`` tables ``[B, 1, L, head_dim]``.
+        mask: ``[B, 1, Lq, Lk]`` bool (True = attend) or None (every key).
+        cache: the KV-cache slots of this pass, or None.
+        need_weights: also return the attention maps.
+    """
+
+    layout: TokenLayout
+    rope: tuple[torch.Tensor, torch.Tensor]
+    mask: torch.Tensor | None
+    cache: KVWindow | None = None
+    need_weights: bool = False
+
+
 def attention_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """On the CPU, attention runs in fp32 even under bf16 autocast (see :func:`attention`); RoPE then needs no
     casts."""
@@ -192,16 +211,9 @@ class SelfAttention(nn.Module):
         self.query_key_value = Linear(config.hidden_size, 3 * config.hidden_size)
         self.dense = Linear(config.hidden_size, config.hidden_size)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        layout: TokenLayout,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
-        cache: KVWindow | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Args: x ``[T, H]``; mask ``[B, 1, Lq, Lk]`` bool or None. Returns ``[T, H]`` and maybe ``[B, nh, Lq, Lk]``."""
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: x ``[T, H]``. Returns ``[T, H]`` and, with ``need_weights``, the maps ``[B, nh, Lq, Lk]``."""
+        layout, rope, mask, cache = inputs.layout, inputs.rope, inputs.mask, inputs.cache
         if layout.lengths is not None:
             return self._varlen(x, layout, rope), None
         # fused QKV laid out per head, [h0: q|k|v, h1: q|k|v, ...], as Megatron and HF ProteinGLM
@@ -213,7 +225,7 @@ class SelfAttention(nn.Module):
         if cache is not None:
             k, v = (t.to(q.dtype) for t in cache.update(self.layer_idx, k, v))
         probs = None
-        if need_weights:
+        if inputs.need_weights:
             # explicit softmax only when attention maps are asked for (contacts, fold pair features)
             scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(self.head_dim)
             if mask is not None:
@@ -268,16 +280,9 @@ class GLMBlock(nn.Module):
         self.mlp = GeGLU(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        layout: TokenLayout,
-        rope: tuple[torch.Tensor, torch.Tensor],
-        mask: torch.Tensor | None,
-        cache: KVWindow | None = None,
-        need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Args: x ``[T, H]``. Returns ``[T, H]`` and maybe the attention maps."""
         y = self.input_layernorm(x)
-        a, probs = self.self_attention(y, layout, rope, mask, cache, need_weights)
+        a, probs = self.self_attention(y, inputs)
         z = self.post_attention_layernorm(self.alpha * y + self.dropout(a))
         return self.alpha * z + self.dropout(self.mlp(z)), probs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from xtrimo.cli_utils import run_command, setup_logging
+from xtrimo.cli_utils import hydra_help, run_command, setup_logging
 from xtrimo.train.config import TrainConfig
 
 log = logging.getLogger("xtrimo")
@@ -58,11 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in ("-h", "--help") for a in argv):
         from xtrimo.compose import config_dir, resolved
 
-        print(__doc__)
-        print(f"configs: {config_dir()} (add your own folder: hydra.searchpath=[file:///path/to/folder])\n")
-        print("defaults (configs/train.yaml; every key is an override, e.g. trainer.max_steps=2000):\n")
-        print(resolved(compose([])))
-        return 0
+        return hydra_help(__doc__, f"configs: {config_dir()} (add your own: hydra.searchpath=[file:///path/to/folder])",
+                          resolved(compose([])))
     setup_logging()
 
     def body() -> int:
