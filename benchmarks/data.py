@@ -20,11 +20,6 @@ from xtrimo.data.registry import dataset_path
 from xtrimo.tokenizer import InvalidResidueError, ResidueTokenizer
 
 SS3 = {"H": 0, "E": 1, "C": 2}
-THREE_TO_ONE = {
-    "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G", "HIS": "H",
-    "ILE": "I", "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P", "SER": "S", "THR": "T", "TRP": "W",
-    "TYR": "Y", "VAL": "V", "MSE": "M", "SEC": "U", "PYL": "O",
-}
 CONTACT_CUTOFF = 8.0  # angstrom between C-beta atoms (C-alpha for glycine), the trRosetta / TAPE definition
 
 
@@ -185,23 +180,16 @@ def _load_flip_residue(task: TaskSpec, folder: Path) -> dict[str, Examples]:
 
 def read_structure(path: Path) -> tuple[str, np.ndarray]:
     """Sequence and ``[L, L]`` contact map (C-beta < 8 A, C-alpha for glycine) of a single-chain PDB file."""
-    residues: dict[tuple[str, str], dict[str, object]] = {}
-    for line in path.read_text().splitlines():
-        if not line.startswith(("ATOM", "HETATM")) or len(line) < 54:
-            continue
-        resname, atom = line[17:20].strip(), line[12:16].strip()
-        if line.startswith("HETATM") and resname != "MSE":
-            continue
-        res = residues.setdefault((line[21], line[22:27]), {"name": resname})
-        if atom in ("CA", "CB"):
-            res[atom] = np.array([float(line[30:38]), float(line[38:46]), float(line[46:54])])
-    kept = [r for r in residues.values() if "CA" in r]
-    if not kept:
-        raise DataFormatError(f"{path}: no C-alpha atoms")
-    seq = "".join(THREE_TO_ONE.get(str(r["name"]), "X") for r in kept)
-    xyz = np.stack([r.get("CB", r["CA"]) for r in kept])
+    from xtrimo.data.pdb import CB, StructureReadError, read_structure as read_pdb
+
+    try:
+        st = read_pdb(path)
+    except StructureReadError as exc:
+        raise DataFormatError(str(exc)) from None
+    cb = st.atom_positions[:, CB]
+    xyz = np.where(st.atom_mask[:, CB, None] > 0, cb, st.ca)
     dist = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
-    return seq, (dist < CONTACT_CUTOFF).astype(np.int64)
+    return st.sequence, (dist < CONTACT_CUTOFF).astype(np.int64)
 
 
 def _load_structures(task: TaskSpec, folder: Path) -> dict[str, Examples]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -17,11 +19,10 @@ from xtrimo.benchmarks.backbones import BackboneConfig, build_backbone
 from xtrimo.benchmarks.data import Examples, Splits, load_splits
 from xtrimo.benchmarks.embed import Backbone
 from xtrimo.benchmarks.heads import TrainSettings, count_parameters
-from xtrimo.benchmarks.tasks import TaskSpec, load_task
+from xtrimo.benchmarks.tasks import TASK_TYPES, TaskSpec, load_task
 from xtrimo.data.registry import DataNotFoundError
 
 log = logging.getLogger(__name__)
-PROTOCOLS = ("probe", "mlp", "tape", "lora", "finetune")
 
 
 @dataclass
@@ -128,44 +129,99 @@ def _capped(split: Splits, proto: ProtocolConfig, seed: int) -> Splits:
     return Splits(_cap(split.train, cap_train, seed), valid, test, split.valid_note)
 
 
-def _trained_once(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig, backbone, table, split: Splits,
+@dataclass
+class _Job:
+    """One seed of a trained protocol: the task, its splits (train, valid, test) and the frozen features."""
+
+    task: TaskSpec
+    proto: ProtocolConfig
+    bcfg: BackboneConfig
+    table: dict
+    examples: tuple[Examples, Examples, Examples]
+    seed: int
+
+    @property
+    def settings(self) -> TrainSettings:
+        p = self.proto
+        return TrainSettings(p.epochs, p.lr, p.weight_decay, p.batch_size, p.patience)
+
+    @property
+    def out_dim(self) -> int:
+        return 1 if self.task.problem == "regression" else max(self.task.num_classes, 2)
+
+
+def _train_tape(job: _Job):
+    from xtrimo.benchmarks.finetune import TrainedResult
+    from xtrimo.benchmarks.tape_head import train_tape
+
+    data = [(_matrix(job.table, ex), np.asarray(ex.targets)) for ex in job.examples]
+    value, best, epoch, head = train_tape(job.task.problem, job.out_dim, job.task.metric, *data, job.settings,
+                                          job.proto.steps_per_epoch, job.proto.hidden, job.seed)
+    return TrainedResult(value, best, epoch, *count_parameters(head))
+
+
+def _train_mlp(job: _Job):
+    from xtrimo.benchmarks.finetune import train_mlp
+
+    (x0, x1, x2), (t0, t1, t2) = [_matrix(job.table, ex) for ex in job.examples], [ex.targets for ex in job.examples]
+    return train_mlp(job.task.problem, job.out_dim, job.task.metric, x0, t0, x1, t1, x2, t2, job.settings,
+                     job.proto.hidden, job.seed)
+
+
+def _train_backbone(job: _Job):
+    from xtrimo.benchmarks.finetune import train_backbone
+
+    fresh = build_backbone(job.bcfg).model  # a fresh copy per seed: adapters / updates never leak across seeds
+    lora = (job.proto.lora_r, job.proto.lora_alpha, job.proto.lora_dropout)
+    return train_backbone(job.proto.name, fresh, job.task.problem, job.out_dim, job.task.metric, job.examples,
+                          job.settings, job.proto.hidden, job.seed, lora)
+
+
+@dataclass(frozen=True)
+class ProtocolKind:
+    """What a protocol reads and trains (``bench/protocol/<name>.yaml`` holds its hyper-parameters).
+
+    Attributes:
+        frozen: reads pooled features of a frozen backbone (else it trains the backbone in its own passes).
+        task_types: the task types it runs on.
+        train: trains one seed (None: the probe, which chooses its layer and regularisation on validation).
+        adapts_weights: updates the backbone (only backbones with weights: xtrimo, random).
+    """
+
+    frozen: bool
+    task_types: tuple[str, ...]
+    train: Callable[[_Job], Any] | None = None
+    adapts_weights: bool = False
+
+
+_PAIRLESS = ("per_protein", "sequence_pair")
+PROTOCOLS: dict[str, ProtocolKind] = {
+    "probe": ProtocolKind(True, TASK_TYPES),
+    "mlp": ProtocolKind(True, _PAIRLESS, _train_mlp),
+    "tape": ProtocolKind(True, ("per_protein",), _train_tape),  # TAPE's attention-pooling head over residues
+    "lora": ProtocolKind(False, _PAIRLESS, _train_backbone, adapts_weights=True),
+    "finetune": ProtocolKind(False, _PAIRLESS, _train_backbone, adapts_weights=True),
+}
+
+
+def _trained_once(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig, table: dict, split: Splits,
                   seed: int) -> dict:
-    from xtrimo.benchmarks import finetune
-
-    settings = TrainSettings(proto.epochs, proto.lr, proto.weight_decay, proto.batch_size, proto.patience)
-    out_dim = 1 if task.problem == "regression" else max(task.num_classes, 2)
-    train = split.train
-    if proto.name == "tape":
-        from xtrimo.benchmarks.tape_head import train_tape
-
-        data = [(_matrix(table, ex), np.asarray(ex.targets)) for ex in (train, split.valid, split.test)]
-        value, best, epoch, head = train_tape(task.problem, out_dim, task.metric, *data, settings,
-                                              proto.steps_per_epoch, proto.hidden, seed)
-        res = finetune.TrainedResult(value, best, epoch, *count_parameters(head))
-    elif proto.name == "mlp":
-        x = [_matrix(table, ex) for ex in (train, split.valid, split.test)]
-        res = finetune.train_mlp(task.problem, out_dim, task.metric, x[0], train.targets, x[1], split.valid.targets,
-                                 x[2], split.test.targets, settings, proto.hidden, seed)
-    else:
-        fresh = build_backbone(bcfg).model  # a fresh copy per seed: adapters / updates never leak across seeds
-        lora = (proto.lora_r, proto.lora_alpha, proto.lora_dropout)
-        res = finetune.train_backbone(proto.name, fresh, task.problem, out_dim, task.metric,
-                                      (train, split.valid, split.test), settings, proto.hidden, seed, lora)
+    job = _Job(task, proto, bcfg, table, (split.train, split.valid, split.test), seed)
+    res = PROTOCOLS[proto.name].train(job)
     return {"value": res.value, "valid_value": res.valid_value, "chosen": {"epoch": res.best_epoch},
             "trainable_params": res.trainable_params, "total_params": res.total_params}
 
 
 def unsupported(task: TaskSpec, proto: ProtocolConfig, bcfg: BackboneConfig) -> str | None:
     """Why this task / protocol / backbone combination cannot run, or None."""
-    if proto.name not in PROTOCOLS:
+    kind = PROTOCOLS.get(proto.name)
+    if kind is None:
         return f"unknown protocol {proto.name!r}; valid: {', '.join(PROTOCOLS)}"
-    if proto.name != "probe" and task.type not in ("per_protein", "sequence_pair"):
-        return f"protocol {proto.name} is implemented for per-protein and sequence-pair tasks; {task.type} uses probe"
+    if task.type not in kind.task_types:
+        return f"protocol {proto.name} runs on {' and '.join(kind.task_types)} tasks; {task.type} uses probe"
     if proto.name != "probe" and len(bcfg.layers or []) > 1:
         return f"backbone.layers (choosing a hidden state on validation) is for protocol=probe, not {proto.name}"
-    if proto.name == "tape" and task.type != "per_protein":
-        return f"protocol tape is TAPE's per-protein head (attention pooling over residues); {task.type} uses probe"
-    if proto.name in ("lora", "finetune") and bcfg.name not in ("xtrimo", "random"):
+    if kind.adapts_weights and bcfg.name not in ("xtrimo", "random"):
         return f"protocol {proto.name} trains an xtrimo backbone; backbone={bcfg.name} has no weights to adapt"
     return None
 
@@ -212,7 +268,7 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
     seeds = proto.seeds if (carved or subsampled or proto.name != "probe") else proto.seeds[:1]
     splits = [_capped(sp, proto, seed) for sp, seed in zip([first] + [load_splits(task, s) for s in seeds[1:]], seeds)]
     backbone = backbone or build_backbone(bcfg)
-    frozen = proto.name in ("probe", "mlp", "tape")  # LoRA / fine-tuning embed inside their own forward passes
+    frozen = PROTOCOLS[proto.name].frozen  # LoRA / fine-tuning embed inside their own forward passes
     table = {}
     if frozen:
         mode = _pool_mode(task, bcfg.name, proto.name)
@@ -223,7 +279,7 @@ def run_task(task: TaskSpec, bcfg: BackboneConfig, proto: ProtocolConfig, cache_
         if proto.name == "probe":
             runs.append(_probe_layers(task, _layer_tables(table, layers), layers, split, seed))
         else:
-            runs.append(_trained_once(task, proto, bcfg, backbone, table, split, seed))
+            runs.append(_trained_once(task, proto, bcfg, table, split, seed))
         log.info("%s seed %d: test %s = %.4f", task.name, seed, task.metric, runs[-1]["value"])
     values = np.array([r["value"] for r in runs], dtype=float)
     return {

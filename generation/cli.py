@@ -24,7 +24,7 @@ import math
 import sys
 from pathlib import Path
 
-from xtrimo.cli_utils import make_parser, run_parsed
+from xtrimo.cli_utils import entry_point, make_parser
 from xtrimo.data.fasta import read_fasta, write_fasta
 from xtrimo.io import refuse_existing, write_csv
 
@@ -184,14 +184,8 @@ def _run_score(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} scores ({method}) to {out}")
 
 
-def generate_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``xtrimo-generate``."""
-    return run_parsed("xtrimo-generate", _generate_parser(), _run_generate, argv)
-
-
-def score_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``xtrimo-score``."""
-    return run_parsed("xtrimo-score", _score_parser(), _run_score, argv)
+generate_main = entry_point("xtrimo-generate", _generate_parser, _run_generate)
+score_main = entry_point("xtrimo-score", _score_parser, _run_score)
 
 
 if __name__ == "__main__":

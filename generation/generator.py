@@ -84,9 +84,9 @@ class Generator:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
         compile: make each token after the prompt with one ``torch.compile`` graph
             (:mod:`generation.compiled`): needs a C++ compiler and Python headers on the CPU (Triton on the GPU),
-            compiles on first use (about 20 s here; once more for a one-row batch and for each new set of sampling
-            controls), then decodes 2-4x faster at batch 1, 1.1-1.8x at 16 (README, Speed); samples match the
-            eager loop's (log-probabilities to 1e-5, tested).
+            compiles on first use (once more for a one-row batch and for each new set of sampling controls), then
+            decodes faster than the eager loop (docs/generation.md); samples match the eager loop's
+            (log-probabilities to 1e-5, tested).
     """
 
     def __init__(self, model: XTrimoPGLM, device: str | torch.device | None = "auto", compile: bool = False) -> None:

@@ -3,6 +3,6 @@
 from xtrimo.structure.config import FoldConfig
 from xtrimo.structure.folder import Folder, FoldResult
 from xtrimo.structure.model import FoldingHead
-from xtrimo.structure.protein import ProteinStructure, StructureReadError, read_structure
+from xtrimo.data.pdb import ProteinStructure, StructureReadError, read_structure
 
 __all__ = ["Folder", "FoldConfig", "FoldResult", "FoldingHead", "ProteinStructure", "StructureReadError", "read_structure"]

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from xtrimo.cli_utils import make_parser, run_parsed
+from xtrimo.cli_utils import entry_point, make_parser
 from xtrimo.data.batching import length_batches
 from xtrimo.data.fasta import read_fasta
 from xtrimo.io import output_folder, write_csv, write_text
@@ -154,14 +154,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fold_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``xtrimo-fold``."""
-    return run_parsed("xtrimo-fold", _fold_parser(), _run_fold, argv)
-
-
-def eval_main(argv: list[str] | None = None) -> int:
-    """Entry point of ``xtrimo-fold-eval``."""
-    return run_parsed("xtrimo-fold-eval", _eval_parser(), _run_eval, argv)
+fold_main = entry_point("xtrimo-fold", _fold_parser, _run_fold)
+eval_main = entry_point("xtrimo-fold-eval", _eval_parser, _run_eval)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from xtrimo.progress import Progress
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.structure.folder import plm_features
-from xtrimo.structure.protein import ProteinStructure, read_structure
+from xtrimo.data.pdb import ProteinStructure, read_structure
 
 log = logging.getLogger("xtrimo.structure")
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from xtrimo import io
 from xtrimo.structure.metrics import compare, ideal_helix, straight_chain
-from xtrimo.structure.protein import ProteinStructure, read_structure
+from xtrimo.data.pdb import ProteinStructure, read_structure
 
 METRICS = ("tm_score", "gdt_ts", "lddt_ca", "rmsd")
 

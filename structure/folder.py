@@ -4,7 +4,7 @@
     result = Folder.from_pretrained(FOLD_DIR).fold("MKTAYIAKQR...")
     open("pred.pdb", "w").write(result.to_pdb())
 
-A folding checkpoint is ``head.safetensors`` + ``config.yaml`` (a :class:`FoldConfig` whose ``plm_checkpoint`` names
+A folding checkpoint is ``head.safetensors`` + ``config.yaml`` (a :class:`FoldConfig` whose ``plm.checkpoint`` names
 the frozen PLM directory, absolute or relative to the folding checkpoint).
 """
 
@@ -24,7 +24,7 @@ from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
 from xtrimo.structure.model import FoldingHead
-from xtrimo.structure.protein import ProteinStructure, sequence_to_aatype
+from xtrimo.data.pdb import ProteinStructure, sequence_to_aatype
 from xtrimo.tokenizer import ResidueTokenizer
 
 log = logging.getLogger("xtrimo.structure")
@@ -128,14 +128,14 @@ class Folder:
         if not (path / FOLD_CONFIG_NAME).is_file() or not (path / FOLD_WEIGHTS_NAME).is_file():
             raise CheckpointError(f"{path}: not a folding checkpoint (needs {FOLD_CONFIG_NAME} and {FOLD_WEIGHTS_NAME})")
         cfg = FoldConfig.from_file(path / FOLD_CONFIG_NAME)
-        plm_dir = Path(plm_checkpoint or cfg.plm_checkpoint)
+        plm_dir = Path(plm_checkpoint or cfg.plm.checkpoint)
         if not plm_dir.is_absolute():
             plm_dir = path / plm_dir
         plm = XTrimoPGLM.from_pretrained(plm_dir)
         shape = (plm.config.num_layers, plm.config.hidden_size, plm.config.num_attention_heads)
-        if shape != (cfg.plm_num_layers, cfg.plm_hidden_size, cfg.plm_num_heads):
+        if shape != (cfg.plm.num_layers, cfg.plm.hidden_size, cfg.plm.num_heads):
             raise CheckpointError(f"{plm_dir}: PLM (layers, hidden, heads) = {shape} but the head was trained on "
-                                  f"{(cfg.plm_num_layers, cfg.plm_hidden_size, cfg.plm_num_heads)}")
+                                  f"{(cfg.plm.num_layers, cfg.plm.hidden_size, cfg.plm.num_heads)}")
         head = FoldingHead(cfg)
         try:
             head.load_state_dict(load_file(str(path / FOLD_WEIGHTS_NAME)), strict=True)
@@ -190,10 +190,10 @@ class Folder:
     def _result(self, out: dict[str, torch.Tensor], i: int, part: tuple) -> FoldResult:
         seq, resid, chain, keep = part
         n = len(seq)
-        pos = out["atom37_positions"][i, :n].cpu().numpy()[keep]
-        mask = out["atom37_atom_exists"][i, :n].cpu().numpy()[keep]
-        plddt = out["plddt"][i, :n].cpu().numpy()[keep]
-        pae = out["predicted_aligned_error"][i, :n, :n].cpu().numpy()[np.ix_(keep, keep)]
+        pos = out.atom37_positions[i, :n].cpu().numpy()[keep]
+        mask = out.atom37_atom_exists[i, :n].cpu().numpy()[keep]
+        plddt = out.plddt[i, :n].cpu().numpy()[keep]
+        pae = out.predicted_aligned_error[i, :n, :n].cpu().numpy()[np.ix_(keep, keep)]
         chain = chain[keep]
         starts = np.searchsorted(chain, chain)  # residue numbers restart at 1 in every chain
         structure = ProteinStructure(
@@ -201,7 +201,7 @@ class Folder:
             residue_index=np.arange(len(chain)) - starts + 1, chain_index=chain,
             b_factors=np.repeat(plddt[:, None], 37, axis=1) * mask,
         )
-        return FoldResult(structure=structure, plddt=plddt, ptm=float(out["ptm"][i]), pae=pae)
+        return FoldResult(structure=structure, plddt=plddt, ptm=float(out.ptm[i]), pae=pae)
 
 
 def save_head(head: FoldingHead, path: str | Path) -> None:

@@ -12,14 +12,13 @@ reference on a padded batch).
 
 Triangle multiplication (Alg. 11/12): a, b and their gates are projected channel-first (``[*, C_z, L, L]``,
 contiguous), so the triangle product is a batched matmul over channels with no permuted copies of its operands
-(in the original, those copies took about half of the module's time, profiled at L = 512). Without gradients
+(in the original, those copies took much of the module's time). Without gradients
 (inference, recycling passes), everything around the product runs over blocks of ``POSITIONS`` pair positions
-that stay in cache: layer norms, the four projections in one matmul, the gates in place (about 0.15 -> 0.11 s per
-module at L = 256, one thread).
+that stay in cache: layer norms, the four projections in one matmul, the gates in place (timings:
+benchmarks/speed/fold_speed.py, docs/structure.md).
 
 Pair transition (``EsmFoldResidueMLP`` on the pair state): without gradients, blocks of rows with the ReLU and
-the residual in place, so the ``[N^2, 4 C_z]`` hidden layer never goes through memory (0.17 -> 0.06 s at
-L = 256).
+the residual in place, so the ``[N^2, 4 C_z]`` hidden layer never goes through memory.
 
 All are tested against the originals, outputs and gradients (tests/structure/test_fused.py). Checkpoints do not
 change.

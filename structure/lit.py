@@ -9,19 +9,20 @@ from transformers.models.esm.openfold_utils import Rigid
 from xtrimo.structure import losses
 from xtrimo.structure.config import FoldConfig
 from xtrimo.structure.model import FoldingHead
+from xtrimo.structure.outputs import FoldOutput
 
 # AF2 suppl. 1.9 loss weights (FAPE split 0.5 backbone / 0.5 all-atom; no violation or MSA terms here)
 WEIGHTS = {"fape_backbone": 0.5, "fape_all_atom": 0.5, "torsion": 1.0, "distogram": 0.3, "plddt": 0.01}
 
 
 def fold_losses(
-    out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], clamp: float | None = 10.0
+    out: FoldOutput, batch: dict[str, torch.Tensor], clamp: float | None = 10.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Weighted sum of FAPE (backbone over all structure-module layers, all-atom on the last), torsion,
     distogram and pLDDT losses; returns ``(loss, breakdown)``. ``clamp=None``: unclamped backbone FAPE."""
     x, xm, aatype = batch["atom37"], batch["atom37_mask"] * batch["mask"][..., None], batch["aatype"]
     t_rot, t_trans, f_mask = losses.backbone_frames(x, xm)
-    frames = Rigid.from_tensor_7(out["frames"])
+    frames = Rigid.from_tensor_7(out.frames)
     p_rot, p_trans = frames.get_rots().get_rot_mats(), frames.get_trans()
     ca_mask = xm[..., losses.CA_IDX]
     bb = torch.stack([
@@ -29,15 +30,15 @@ def fold_losses(
         for i in range(p_rot.shape[0])
     ]).mean()
     b = x.shape[0]
-    pred_atoms = out["atom37_positions"].reshape(b, -1, 3)
-    atom_mask = (xm * out["atom37_atom_exists"]).reshape(b, -1)
+    pred_atoms = out.atom37_positions.reshape(b, -1, 3)
+    atom_mask = (xm * out.atom37_atom_exists).reshape(b, -1)
     aa = losses.fape(p_rot[-1], p_trans[-1], pred_atoms, t_rot, t_trans, x.reshape(b, -1, 3), f_mask, atom_mask)
     sc, alt, t_mask = losses.torsion_angles(aatype, x, xm)
-    tors = losses.torsion_loss(out["angles"][-1], out["unnormalized_angles"][-1], sc, alt, t_mask)
+    tors = losses.torsion_loss(out.angles[-1], out.unnormalized_angles[-1], sc, alt, t_mask)
     cb, cb_mask = losses.pseudo_beta(aatype, x, xm)
-    disto = losses.distogram_loss(out["distogram_logits"], cb, cb_mask)
+    disto = losses.distogram_loss(out.distogram_logits, cb, cb_mask)
     ca = losses.CA_IDX
-    plddt = losses.plddt_loss(out["lddt_logits"][-1][..., ca, :], out["atom37_positions"][..., ca, :], x[..., ca, :], ca_mask)
+    plddt = losses.plddt_loss(out.lddt_logits[-1][..., ca, :], out.atom37_positions[..., ca, :], x[..., ca, :], ca_mask)
     parts = {"fape_backbone": bb, "fape_all_atom": aa, "torsion": tors, "distogram": disto, "plddt": plddt}
     total = sum(WEIGHTS[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -19,6 +19,7 @@ from transformers.models.esm.openfold_utils import (
 from transformers.models.esm.openfold_utils import residue_constants as rc
 
 from xtrimo.structure.config import FoldConfig
+from xtrimo.structure.outputs import FoldOutput
 from xtrimo.structure.trunk import FoldingTrunk
 
 NUM_AATYPES = rc.restype_num + 1  # 20 standard + X
@@ -31,26 +32,26 @@ class FoldingHead(nn.Module):
     def __init__(self, cfg: FoldConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.esm_s_combine = nn.Parameter(torch.zeros(cfg.plm_num_layers + 1))
+        c_s, c_z, c_sm, heads = cfg.trunk.c_s, cfg.trunk.c_z, cfg.trunk.structure_module.c_s, cfg.heads
+        self.esm_s_combine = nn.Parameter(torch.zeros(cfg.plm.num_layers + 1))
         self.esm_s_mlp = nn.Sequential(
-            nn.LayerNorm(cfg.plm_hidden_size), nn.Linear(cfg.plm_hidden_size, cfg.c_s), nn.ReLU(),
-            nn.Linear(cfg.c_s, cfg.c_s),
+            nn.LayerNorm(cfg.plm.hidden_size), nn.Linear(cfg.plm.hidden_size, c_s), nn.ReLU(), nn.Linear(c_s, c_s),
         )
-        self.embedding = nn.Embedding(NUM_AATYPES + 1, cfg.c_s, padding_idx=NUM_AATYPES)
-        n_maps = cfg.plm_num_layers * cfg.plm_num_heads
+        self.embedding = nn.Embedding(NUM_AATYPES + 1, c_s, padding_idx=NUM_AATYPES)
+        n_maps = cfg.plm.num_layers * cfg.plm.num_heads
         self.attn_z_mlp = (
-            nn.Sequential(nn.LayerNorm(2 * n_maps), nn.Linear(2 * n_maps, cfg.c_z), nn.ReLU(), nn.Linear(cfg.c_z, cfg.c_z))
+            nn.Sequential(nn.LayerNorm(2 * n_maps), nn.Linear(2 * n_maps, c_z), nn.ReLU(), nn.Linear(c_z, c_z))
             if cfg.use_attention_maps else None
         )
-        self.outer_a = nn.Linear(cfg.c_s, cfg.c_op)
-        self.outer_b = nn.Linear(cfg.c_s, cfg.c_op)
-        self.outer_out = nn.Linear(cfg.c_op * cfg.c_op, cfg.c_z)
-        self.trunk = FoldingTrunk(cfg)
-        self.distogram_head = nn.Linear(cfg.c_z, cfg.distogram_bins)
-        self.ptm_head = nn.Linear(cfg.c_z, cfg.distogram_bins)
+        self.outer_a = nn.Linear(c_s, cfg.c_op)
+        self.outer_b = nn.Linear(c_s, cfg.c_op)
+        self.outer_out = nn.Linear(cfg.c_op * cfg.c_op, c_z)
+        self.trunk = FoldingTrunk(cfg.trunk)
+        self.distogram_head = nn.Linear(c_z, heads.distogram_bins)
+        self.ptm_head = nn.Linear(c_z, heads.distogram_bins)
         self.lddt_head = nn.Sequential(
-            nn.LayerNorm(cfg.c_s_sm), nn.Linear(cfg.c_s_sm, cfg.c_lddt), nn.Linear(cfg.c_lddt, cfg.c_lddt),
-            nn.Linear(cfg.c_lddt, 37 * cfg.lddt_bins),
+            nn.LayerNorm(c_sm), nn.Linear(c_sm, heads.c_lddt), nn.Linear(heads.c_lddt, heads.c_lddt),
+            nn.Linear(heads.c_lddt, 37 * heads.lddt_bins),
         )
 
     def initial_states(
@@ -59,8 +60,8 @@ class FoldingHead(nn.Module):
         """``[B, N_res, c_s]`` and ``[B, N_res, N_res, c_z]`` from the PLM outputs.
 
         Args:
-            plm_states: ``[B, N_res, plm_num_layers + 1, H]`` every layer's hidden states (embedding first).
-            plm_attentions: ``[B, plm_num_layers * plm_num_heads, N_res, N_res]`` attention maps, or None.
+            plm_states: ``[B, N_res, plm.num_layers + 1, H]`` every layer's hidden states (embedding first).
+            plm_attentions: ``[B, plm.num_layers * plm.num_heads, N_res, N_res]`` attention maps, or None.
             aatype: ``[B, N_res]`` residue types, ``NUM_AATYPES`` on padding.
         """
         w = self.esm_s_combine.softmax(0).to(plm_states.dtype)
@@ -84,7 +85,7 @@ class FoldingHead(nn.Module):
         mask: torch.Tensor,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
-    ) -> dict[str, torch.Tensor]:
+    ) -> FoldOutput:
         """Fold a batch.
 
         Args:
@@ -95,9 +96,7 @@ class FoldingHead(nn.Module):
             num_recycles, chunk_size: see :meth:`FoldingTrunk.forward`.
 
         Returns:
-            the trunk outputs plus ``distogram_logits`` ``[B, N, N, distogram_bins]``, ``lddt_logits``
-            ``[no_blocks_sm, B, N, 37, lddt_bins]``, ``plddt`` ``[B, N]`` (0-100, CA), ``ptm_logits``, ``ptm`` ``[B]``,
-            ``predicted_aligned_error`` ``[B, N, N]``, ``atom37_positions`` ``[B, N, 37, 3]`` and the atom masks.
+            the trunk outputs plus structure and confidence (:class:`FoldOutput`).
         """
         mask = mask.to(plm_states.dtype)
         padded = aatype.masked_fill(mask == 0, NUM_AATYPES)
@@ -105,22 +104,21 @@ class FoldingHead(nn.Module):
         # the structure module places atoms by residue type; an unknown residue (X) is placed as glycine, so it gets
         # a full backbone (N, CA, C, O) and is written as UNK, not left without atoms (OpenFold's UNK has none)
         sm_aatype = aatype.masked_fill(aatype == rc.restype_num, rc.restype_order["G"]).masked_fill(mask == 0, 0)
-        out = self.trunk(s, z, sm_aatype, residue_index, mask, num_recycles, chunk_size)
-        logits = self.distogram_head(out["s_z"])
-        out["distogram_logits"] = (logits + logits.transpose(1, 2)) / 2
-        n_sm, b, n = out["states"].shape[:3]
-        out["lddt_logits"] = self.lddt_head(out["states"]).reshape(n_sm, b, n, 37, self.cfg.lddt_bins)
-        out["plddt"] = 100.0 * categorical_lddt(out["lddt_logits"][-1], bins=self.cfg.lddt_bins)[..., rc.atom_order["CA"]]
-        out["ptm_logits"] = self.ptm_head(out["s_z"])
+        trunk = self.trunk(s, z, sm_aatype, residue_index, mask, num_recycles, chunk_size)
+        atoms = make_atom14_masks({"aatype": sm_aatype})
+        atoms["atom37_atom_exists"] = atoms["atom37_atom_exists"] * mask[..., None]
+        logits = self.distogram_head(trunk.s_z)
+        n_sm, b, n = trunk.states.shape[:3]
+        lddt_logits = self.lddt_head(trunk.states).reshape(n_sm, b, n, 37, self.cfg.heads.lddt_bins)
+        ptm_logits = self.ptm_head(trunk.s_z)
         lengths = mask.sum(-1).long().tolist()  # right padding: d0 of the TM-score must use the real length
-        out["ptm"] = torch.stack([
-            compute_tm(out["ptm_logits"][i, :m, :m], max_bin=PAE_MAX_BIN, no_bins=self.cfg.distogram_bins)
-            for i, m in enumerate(lengths)
-        ])
-        pae = compute_predicted_aligned_error(out["ptm_logits"], max_bin=PAE_MAX_BIN, no_bins=self.cfg.distogram_bins)
-        out["predicted_aligned_error"] = pae["predicted_aligned_error"]
-        out["aatype"] = sm_aatype
-        make_atom14_masks(out)
-        out["atom37_atom_exists"] = out["atom37_atom_exists"] * mask[..., None]
-        out["atom37_positions"] = atom14_to_atom37(out["positions"][-1], out)
-        return out
+        ptm = torch.stack([compute_tm(ptm_logits[i, :m, :m], max_bin=PAE_MAX_BIN, no_bins=self.cfg.heads.distogram_bins)
+                           for i, m in enumerate(lengths)])
+        pae = compute_predicted_aligned_error(ptm_logits, max_bin=PAE_MAX_BIN, no_bins=self.cfg.heads.distogram_bins)
+        return FoldOutput(
+            **vars(trunk), aatype=sm_aatype, atom37_positions=atom14_to_atom37(trunk.positions[-1], atoms),
+            **{k: v for k, v in atoms.items() if k != "aatype"},
+            distogram_logits=(logits + logits.transpose(1, 2)) / 2, lddt_logits=lddt_logits,
+            plddt=100.0 * categorical_lddt(lddt_logits[-1], bins=self.cfg.heads.lddt_bins)[..., rc.atom_order["CA"]],
+            ptm_logits=ptm_logits, ptm=ptm, predicted_aligned_error=pae["predicted_aligned_error"],
+        )

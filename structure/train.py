@@ -102,9 +102,9 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, verbose=False)
     plm_dir = Path(cfg.plm.checkpoint).resolve()
     plm = XTrimoPGLM.from_pretrained(plm_dir).eval().requires_grad_(False)
-    head_cfg = FoldConfig.from_dict({**cfg.head.to_dict(), "plm_checkpoint": str(plm_dir),
-                                     "plm_num_layers": plm.config.num_layers, "plm_hidden_size": plm.config.hidden_size,
-                                     "plm_num_heads": plm.config.num_attention_heads})
+    head_cfg = FoldConfig.from_dict({**cfg.head.to_dict(), "plm": {
+        "checkpoint": str(plm_dir), "num_layers": plm.config.num_layers, "hidden_size": plm.config.hidden_size,
+        "num_heads": plm.config.num_attention_heads}})
     train_files, val_files, eval_files = _split(cfg)
     t0 = time.time()
     examples = data.load_examples(train_files, plm, head_cfg.use_attention_maps, cfg.data.max_length)
@@ -142,7 +142,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
 def _split(cfg: FoldTrainConfig) -> tuple[list[Path], list[Path], list[Path]]:
     """Training files, held-out files, and the held-out ones short enough to fold in the report."""
     from xtrimo.structure import data
-    from xtrimo.structure.protein import read_structure
+    from xtrimo.data.pdb import read_structure
 
     files = [f for src in cfg.data.structures.split(",") if src for f in data.structure_files(src.strip())]
     val_files = [f for f in files if data.is_validation(f.name, cfg.data.val_percent)]
@@ -158,7 +158,7 @@ def _split(cfg: FoldTrainConfig) -> tuple[list[Path], list[Path], list[Path]]:
 def heldout_report(folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:
     """Fold each held-out chain and score it next to the helix / straight-chain baselines; writes ``path``."""
     from xtrimo.structure.evaluate import METRICS, baseline_scores, score_structures, write_csv
-    from xtrimo.structure.protein import read_structure
+    from xtrimo.data.pdb import read_structure
 
     rows = []
     for f in files:

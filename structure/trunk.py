@@ -12,7 +12,8 @@ import math
 
 import torch
 from torch import nn
-from transformers.models.esm.configuration_esm import StructureModuleConfig, TrunkConfig
+from transformers.models.esm.configuration_esm import StructureModuleConfig as EsmStructureModuleConfig
+from transformers.models.esm.configuration_esm import TrunkConfig as EsmTrunkConfig
 from transformers.models.esm.modeling_esmfold import (
     EsmFoldingTrunk,
     EsmFoldRelativePosition,
@@ -22,20 +23,21 @@ from transformers.models.esm.modeling_esmfold import (
 
 from transformers.models.esm.modeling_esmfold import EsmFoldInvariantPointAttention, EsmFoldLinear
 
-from xtrimo.structure.config import FoldConfig, auto_chunk_size
+from xtrimo.structure.config import TrunkConfig, auto_chunk_size
 from xtrimo.structure.fused import fuse_trunk_blocks
+from xtrimo.structure.outputs import TrunkOutput
 
 RECYCLE_BINS = 15  # AlphaFold 2 recycling distogram: 15 bins from 3.375 to 21.375 A (suppl. 1.10)
 
 
-def trunk_config(cfg: FoldConfig) -> TrunkConfig:
+def trunk_config(cfg: TrunkConfig) -> EsmTrunkConfig:
     """transformers' ``TrunkConfig`` equivalent of ``cfg`` (the peer benchmark builds EsmFoldingTrunk from it)."""
-    sm = StructureModuleConfig(
-        sequence_dim=cfg.c_s_sm, pairwise_dim=cfg.c_z_sm, ipa_dim=cfg.c_ipa, resnet_dim=cfg.c_resnet,
-        num_heads_ipa=cfg.no_heads_ipa, num_qk_points=cfg.no_qk_points, num_v_points=cfg.no_v_points,
-        dropout_rate=cfg.dropout, num_blocks=cfg.no_blocks_sm,
+    m = cfg.structure_module
+    sm = EsmStructureModuleConfig(
+        sequence_dim=m.c_s, pairwise_dim=m.c_z, ipa_dim=m.c_ipa, resnet_dim=m.c_resnet, num_heads_ipa=m.no_heads_ipa,
+        num_qk_points=m.no_qk_points, num_v_points=m.no_v_points, dropout_rate=m.dropout, num_blocks=m.no_blocks,
     )
-    return TrunkConfig(
+    return EsmTrunkConfig(
         num_blocks=cfg.num_blocks, sequence_state_dim=cfg.c_s, pairwise_state_dim=cfg.c_z,
         sequence_head_width=cfg.sequence_head_width, pairwise_head_width=cfg.pairwise_head_width,
         position_bins=cfg.position_bins, dropout=cfg.dropout, max_recycles=cfg.max_recycles,
@@ -46,7 +48,7 @@ def trunk_config(cfg: FoldConfig) -> TrunkConfig:
 class FoldingTrunk(nn.Module):
     """Single / pair states -> recycled trunk -> backbone frames, torsions and atom14 coordinates."""
 
-    def __init__(self, cfg: FoldConfig) -> None:
+    def __init__(self, cfg: TrunkConfig) -> None:
         super().__init__()
         self.cfg = cfg
         tc = trunk_config(cfg)
@@ -59,8 +61,8 @@ class FoldingTrunk(nn.Module):
         with torch.no_grad():
             self.recycle_disto.weight[0].zero_()
         self.structure_module = EsmFoldStructureModule(tc.structure_module)
-        self.trunk2sm_s = nn.Linear(cfg.c_s, cfg.c_s_sm)
-        self.trunk2sm_z = nn.Linear(cfg.c_z, cfg.c_z_sm)
+        self.trunk2sm_s = nn.Linear(cfg.c_s, cfg.structure_module.c_s)
+        self.trunk2sm_z = nn.Linear(cfg.c_z, cfg.structure_module.c_z)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -107,7 +109,7 @@ class FoldingTrunk(nn.Module):
         mask: torch.Tensor,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
-    ) -> dict[str, torch.Tensor]:
+    ) -> TrunkOutput:
         """Run the trunk.
 
         Args:
@@ -120,9 +122,7 @@ class FoldingTrunk(nn.Module):
             chunk_size: axial-attention chunk; default ``cfg.chunk_size`` or :func:`auto_chunk_size`.
 
         Returns:
-            the structure module's outputs (``frames`` ``[no_blocks_sm, B, N_res, 7]``, ``positions``
-            ``[no_blocks_sm, B, N_res, 14, 3]``, ``angles``, ``unnormalized_angles``, ``states``, ``single``) plus
-            the final trunk states ``s_s`` and ``s_z``.
+            the final trunk states and the structure module's per-block outputs (:class:`TrunkOutput`).
         """
         recycles = self.cfg.max_recycles if num_recycles is None else num_recycles
         if recycles < 0:
@@ -147,6 +147,4 @@ class FoldingTrunk(nn.Module):
                 recycle_s, recycle_z = s, z
                 if not last:
                     bins = EsmFoldingTrunk.distogram(structure["positions"][-1][:, :, :3], 3.375, 21.375, RECYCLE_BINS)
-        structure["s_s"] = s
-        structure["s_z"] = z
-        return structure
+        return TrunkOutput.from_structure_module(s, z, structure)

@@ -86,11 +86,17 @@ def make_parser(prog: str, description: str, examples: list[str]) -> argparse.Ar
                                    epilog="examples:\n" + "\n".join(f"  {e}" for e in examples))
 
 
-def run_parsed(prog: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None],
-               argv: list[str] | None) -> int:
-    """Parse ``argv`` with ``parser`` and run ``run(args)`` under :func:`run_command`."""
-    args = parser.parse_args(argv)
-    return run_command(prog, lambda: run(args))
+def entry_point(prog: str, parser: Callable[[], argparse.ArgumentParser],
+                run: Callable[[argparse.Namespace], int | None]) -> Callable[[list[str] | None], int]:
+    """The ``main(argv)`` of an argparse command: parse ``argv`` with ``parser()`` and run ``run(args)`` under
+    :func:`run_command`."""
+
+    def main(argv: list[str] | None = None) -> int:
+        args = parser().parse_args(argv)
+        return run_command(prog, lambda: run(args))
+
+    main.__doc__ = f"Entry point of ``{prog}``."
+    return main
 
 
 def hydra_help(doc: str, header: str, defaults_yaml: str) -> int:

@@ -6,11 +6,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
-ROPE_MODES = ("1d", "2d")
+RopeMode = Literal["1d", "2d"]  # the forms of xtrimo.model.rope.ROTARY
+ROPE_MODES: tuple[str, ...] = get_args(RopeMode)
 OBJECTIVES = ("mlm", "glm", "clm")
 
 
@@ -28,7 +29,8 @@ class ModelConfig:
     ffn_hidden_size: int = 0  # 0: round(8/3 * hidden_size), as the released 7B/1B configs
     padded_vocab_size: int = 128
     seq_length: int = 1024
-    rope_mode: str = "1d"  # "2d": half the rotary dims follow the absolute position, half the span position
+    # a RopeMode (str: OmegaConf has no Literal); "2d": half the rotary dims follow the absolute position, half the span
+    rope_mode: str = "1d"
     rope_base: float = 10000.0
     layernorm_epsilon: float = 1e-5
     hidden_dropout: float = 0.0

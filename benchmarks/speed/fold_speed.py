@@ -21,13 +21,14 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
     import torch
     from transformers.models.esm.modeling_esmfold import EsmFoldingTrunk
 
-    from xtrimo.structure.config import FoldConfig
+    from xtrimo.structure.config import StructureModuleConfig, TrunkConfig
     from xtrimo.structure.trunk import FoldingTrunk, trunk_config
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = FoldConfig(c_s=args.c_s, c_z=args.c_z, num_blocks=args.blocks, sequence_head_width=32,
-                     pairwise_head_width=32, c_s_sm=args.c_s, c_z_sm=args.c_z, max_recycles=0, chunk_size=None)
+    cfg = TrunkConfig(c_s=args.c_s, c_z=args.c_z, num_blocks=args.blocks, sequence_head_width=32,
+                      pairwise_head_width=32, max_recycles=0, chunk_size=None,
+                      structure_module=StructureModuleConfig(c_s=args.c_s, c_z=args.c_z))
     trunk = FoldingTrunk(cfg) if impl == "xtrimo" else EsmFoldingTrunk(trunk_config(cfg))
     if impl != "xtrimo":
         trunk.set_chunk_size(chunk)

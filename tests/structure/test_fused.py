@@ -13,7 +13,7 @@ from transformers.models.esm.modeling_esmfold import (
     EsmFoldTriangularSelfAttentionBlock,
 )
 
-from xtrimo.structure.config import FoldConfig
+from xtrimo.structure.config import TrunkConfig
 from xtrimo.structure import fused as fused_module
 from xtrimo.structure.fused import (
     FusedResidueMLP,
@@ -25,7 +25,7 @@ from xtrimo.structure.trunk import FoldingTrunk, trunk_config
 
 
 def _trunk_config(c_z: int):
-    return trunk_config(FoldConfig(c_s=32, c_z=c_z, pairwise_head_width=8, sequence_head_width=16))
+    return trunk_config(TrunkConfig(c_s=32, c_z=c_z, pairwise_head_width=8, sequence_head_width=16))
 
 
 def _randomise(module: torch.nn.Module) -> None:
@@ -114,7 +114,7 @@ def test_residue_mlp_matches_reference(positions, monkeypatch):
 
 
 def test_folding_trunk_uses_fused_modules(fold_config):
-    trunk = FoldingTrunk(fold_config)
+    trunk = FoldingTrunk(fold_config.trunk)
     kinds = {type(m) for m in trunk.modules()}
     assert {SdpaTriangleAttention, FusedTriangleMultiplication, FusedResidueMLP} <= kinds
     assert not {EsmFoldTriangleAttention, EsmFoldTriangleMultiplicativeUpdate, EsmFoldResidueMLP} & kinds

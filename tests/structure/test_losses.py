@@ -11,7 +11,7 @@ import torch
 from transformers.models.esm.openfold_utils import Rigid
 
 from xtrimo.structure import losses
-from xtrimo.structure.protein import read_structure
+from xtrimo.data.pdb import read_structure
 
 
 def _random_frames(b: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

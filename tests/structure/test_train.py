@@ -11,8 +11,8 @@ from xtrimo.structure.train import compose, main
 
 
 def test_fold_config_composes_and_rejects_typos() -> None:
-    cfg = compose(["experiment=fold", "plm.checkpoint=/x", "head.c_s=48", "head.sequence_head_width=16"])
-    assert cfg.head.c_s == 48 and cfg.plm.checkpoint == "/x" and cfg.data.val_percent == 20
+    cfg = compose(["experiment=fold", "plm.checkpoint=/x", "head.trunk.c_s=48", "head.trunk.sequence_head_width=16"])
+    assert cfg.head.trunk.c_s == 48 and cfg.plm.checkpoint == "/x" and cfg.data.val_percent == 20
     with pytest.raises(ValueError, match="no_heads_ipaa"):
         compose(["plm.checkpoint=/x", "head.no_heads_ipaa=3"])
     with pytest.raises(ValueError, match="plm.checkpoint"):
@@ -31,8 +31,9 @@ def test_short_training_run_writes_head_and_heldout_report(fold_dir: Path, tmp_p
         "experiment=fold", f"plm.checkpoint={fold_dir.parent / 'plm'}", f"output_dir={out}",
         f"data.structures={shared_data / 'structures_pfam_domains'}", "data.val_percent=10", "data.crop_size=24",
         "data.max_eval_length=70", "trainer.max_steps=3", "trainer.max_minutes=0", "trainer.eval_recycles=0",
-        "head.c_s=32", "head.c_z=16", "head.pairwise_head_width=8", "head.num_blocks=1", "head.no_blocks_sm=2",
-        "head.c_s_sm=32", "head.c_z_sm=16",
+        "head.trunk.c_s=32", "head.trunk.c_z=16", "head.trunk.pairwise_head_width=8", "head.trunk.num_blocks=1",
+        "head.trunk.structure_module.no_blocks=2", "head.trunk.structure_module.c_s=32",
+        "head.trunk.structure_module.c_z=16",
     ])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())

@@ -17,7 +17,7 @@ from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_ch
 from xtrimo.config import ModelConfig
 from xtrimo.model.layers import AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
-from xtrimo.model.rope import RotaryEmbedding
+from xtrimo.model.rope import rotary_embedding
 
 
 ROTARY_KEY = "rotary.inv_freq"
@@ -68,7 +68,7 @@ class XTrimoPGLM(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = Transformer(config)
-        self.rotary = RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base)  # state key ROTARY_KEY
+        self.rotary = rotary_embedding(config.rope_mode, config.head_dim, config.rope_base)  # state key ROTARY_KEY
         self._compiled_step: Callable[..., Any] | None = None
         # the flat token count is rounded up to a multiple of this (see TokenLayout); the trainer sets it
         self.token_multiple = 1
@@ -226,7 +226,7 @@ class XTrimoPGLM(nn.Module):
         with torch.device("meta"):
             model = cls(config)
         if ROTARY_KEY not in state:
-            state = {**state, ROTARY_KEY: RotaryEmbedding(config.head_dim, config.rope_mode, config.rope_base).inv_freq}
+            state = {**state, ROTARY_KEY: rotary_embedding(config.rope_mode, config.head_dim, config.rope_base).inv_freq}
         check_keys(set(model.state_dict()), set(state), source)
         model.load_state_dict({k: v.to(map_location) for k, v in state.items()}, strict=True, assign=True)
         return model.eval()

@@ -15,7 +15,7 @@ from torch import nn
 
 from xtrimo.config import ModelConfig
 from xtrimo.model.layout import span_mask
-from xtrimo.model.rope import apply_rotary
+from xtrimo.model.rope import ROTARY
 
 
 @dataclass
@@ -206,7 +206,7 @@ class SelfAttention(nn.Module):
         self.layer_idx = layer_idx
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
-        self.rope_mode = config.rope_mode
+        self.rotate = ROTARY[config.rope_mode].rotate
         self.dropout = config.attention_dropout
         self.query_key_value = Linear(config.hidden_size, 3 * config.hidden_size)
         self.dense = Linear(config.hidden_size, config.hidden_size)
@@ -221,7 +221,7 @@ class SelfAttention(nn.Module):
         b, length = qkv.shape[:2]
         q, k, v = qkv.view(b, length, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
         q, k, v = attention_dtype(q, k, v)
-        q, k = apply_rotary(q, *rope, self.rope_mode), apply_rotary(k, *rope, self.rope_mode)
+        q, k = self.rotate(q, *rope), self.rotate(k, *rope)
         if cache is not None:
             k, v = (t.to(q.dtype) for t in cache.update(self.layer_idx, k, v))
         probs = None
@@ -247,7 +247,7 @@ class SelfAttention(nn.Module):
             q, k, v = qkv[start : start + n].view(1, n, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
             q, k, v = attention_dtype(q, k, v)
             cos, sin = rope[0][i : i + 1, :, :n], rope[1][i : i + 1, :, :n]
-            q, k = apply_rotary(q, cos, sin, self.rope_mode), apply_rotary(k, cos, sin, self.rope_mode)
+            q, k = self.rotate(q, cos, sin), self.rotate(k, cos, sin)
             mask = span_mask(n, div, x.device) if div < n else None  # GLM / CLM sample: causal after the prefix
             ctx = attention(q, k, v, mask, self.dropout if self.training else 0.0)
             outs.append(ctx[0].to(qkv.dtype).transpose(0, 1).reshape(n, -1))

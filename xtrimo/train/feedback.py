@@ -124,6 +124,9 @@ class TrainProgress(L.Callback):
         self.val_start = time.monotonic()
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # validation time is not training time (RunLimit excludes it too): rates restart after it
+        self.window.clear()
+        self.window.append((time.monotonic(), trainer.global_step, self.tokens))
         if trainer.is_global_zero and not trainer.sanity_checking and self.enabled:
             m = trainer.callback_metrics
             ppl = ", ".join(f"{o.upper()} perplexity {float(m[f'val/{o}_ppl']):.2f}" for o in ("mlm", "glm")

@@ -100,15 +100,17 @@ def _trainer(cfg: TrainConfig, out: Path) -> L.Trainer:
 
     from xtrimo.train.callbacks import CheckpointExporter, MetricsCSV, Throughput
     from xtrimo.train.feedback import RunLimit, TrainProgress
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
     from xtrimo.train.strategies import build_strategy
 
     t = cfg.trainer
+    strategy = build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip)
     # DeepSpeed clips inside its engine (deepspeed_config's gradient_clipping); Lightning clips otherwise
-    clip = None if t.strategy.startswith("deepspeed") or not cfg.optim.grad_clip else cfg.optim.grad_clip
+    clip = None if isinstance(strategy, DeepSpeedStrategy) or not cfg.optim.grad_clip else cfg.optim.grad_clip
     limit = RunLimit(t.max_minutes)
     return L.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=build_strategy(t, cfg.deepspeed, cfg.optim.grad_clip), precision=t.precision,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, precision=t.precision,
         max_steps=t.max_steps, accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=clip,
         val_check_interval=t.val_check_interval, check_val_every_n_epoch=None, num_sanity_val_steps=0,
         log_every_n_steps=t.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,

@@ -5,6 +5,7 @@ This is the only module that imports deepspeed (lazily, when a deepspeed strateg
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,32 +54,48 @@ def parallelize(model: XTrimoPGLM, device_mesh: Any) -> XTrimoPGLM:
     return model
 
 
-def build_strategy(trainer: TrainerConfig, ds: DeepSpeedConfig, grad_clip: float) -> Strategy | str:
-    """Map ``trainer.strategy`` to a Lightning strategy object."""
-    name = trainer.strategy
-    if name in ("auto", "single"):
-        return "auto"
-    if name == "ddp":
-        return DDPStrategy(find_unused_parameters=False)
-    if name == "fsdp":
-        # Lightning's FSDPStrategy refuses the CPU; ModelParallelStrategy with FSDP2 runs on CPU (gloo) and GPU
-        return ModelParallelStrategy(data_parallel_size=trainer.devices * trainer.num_nodes, tensor_parallel_size=1)
-    if name.startswith("deepspeed_zero"):
+def _ddp(trainer: TrainerConfig, ds: DeepSpeedConfig, grad_clip: float) -> Strategy:
+    return DDPStrategy(find_unused_parameters=False)
+
+
+def _fsdp(trainer: TrainerConfig, ds: DeepSpeedConfig, grad_clip: float) -> Strategy:
+    # Lightning's FSDPStrategy refuses the CPU; ModelParallelStrategy with FSDP2 runs on CPU (gloo) and GPU
+    return ModelParallelStrategy(data_parallel_size=trainer.devices * trainer.num_nodes, tensor_parallel_size=1)
+
+
+def _zero(stage: int) -> Callable[[TrainerConfig, DeepSpeedConfig, float], Strategy]:
+    def build(trainer: TrainerConfig, ds: DeepSpeedConfig, grad_clip: float) -> Strategy:
         from lightning.pytorch.strategies import DeepSpeedStrategy
 
-        stage = int(name[-1])
         return DeepSpeedStrategy(config=deepspeed_config(stage, ds, grad_clip, trainer.precision))
-    raise ValueError(f"unknown trainer.strategy {name!r}")
+
+    return build
+
+
+# trainer.strategy -> how to build it ("auto": Lightning's choice, single device)
+STRATEGIES: dict[str, Callable[[TrainerConfig, DeepSpeedConfig, float], Strategy]] = {
+    "ddp": _ddp, "fsdp": _fsdp, **{f"deepspeed_zero{k}": _zero(k) for k in (1, 2, 3)},
+}
+
+
+def build_strategy(trainer: TrainerConfig, ds: DeepSpeedConfig, grad_clip: float) -> Strategy | str:
+    """Map ``trainer.strategy`` to a Lightning strategy object (:data:`STRATEGIES`)."""
+    if trainer.strategy == "auto":
+        return "auto"
+    if trainer.strategy not in STRATEGIES:
+        raise ValueError(f"unknown trainer.strategy {trainer.strategy!r}; valid: auto, {', '.join(STRATEGIES)}")
+    return STRATEGIES[trainer.strategy](trainer, ds, grad_clip)
 
 
 def full_state_dict(module: torch.nn.Module, strategy: Strategy) -> dict[str, torch.Tensor]:
     """The unsharded model state on CPU (collective under FSDP2 / ZeRO-3; every rank must call it)."""
-    name = type(strategy).__name__
-    if name == "ModelParallelStrategy":
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if isinstance(strategy, ModelParallelStrategy):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if name == "DeepSpeedStrategy" and getattr(strategy, "zero_stage_3", False):
+    if isinstance(strategy, DeepSpeedStrategy) and getattr(strategy, "zero_stage_3", False):
         import deepspeed
 
         params = list(module.parameters())

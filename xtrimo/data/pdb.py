@@ -1,4 +1,6 @@
-"""PDB I/O: predictions written with OpenFold's ``to_pdb`` (transformers' port), references read with biotite."""
+"""The one PDB / mmCIF reader (biotite), for the folding head's references and the contact benchmark; predictions
+are written with OpenFold's ``to_pdb`` (transformers' port). Needs ``pip install xtrimo[structure]`` (or ``[bench]``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,10 @@ from pathlib import Path
 import numpy as np
 from transformers.models.esm.openfold_utils import OFProtein, to_pdb
 from transformers.models.esm.openfold_utils import residue_constants as rc
+
+# modified residues written as HETATM that stand for a standard one (AlphaFold's and PDBFixer's reading of MSE)
+MODIFIED = {"MSE": ("MET", {"SE": "SD"})}
+CA, CB = rc.atom_order["CA"], rc.atom_order["CB"]
 
 
 class StructureReadError(ValueError):
@@ -41,11 +47,11 @@ class ProteinStructure:
     @property
     def ca(self) -> np.ndarray:
         """``[N_res, 3]`` CA coordinates."""
-        return self.atom_positions[:, rc.atom_order["CA"]]
+        return self.atom_positions[:, CA]
 
     @property
     def ca_mask(self) -> np.ndarray:
-        return self.atom_mask[:, rc.atom_order["CA"]] > 0
+        return self.atom_mask[:, CA] > 0
 
     def to_pdb(self) -> str:
         """PDB text: every atom with mask 1, B-factor column = ``b_factors``."""
@@ -61,9 +67,10 @@ def sequence_to_aatype(sequence: str) -> np.ndarray:
 
 
 def read_structure(path: str | Path, chain: str | None = None) -> ProteinStructure:
-    """Read the protein residues of a PDB or mmCIF file (first model; ``chain`` or every chain).
+    """Read the protein residues of a PDB or mmCIF file (first model, first altloc; ``chain`` or every chain).
 
-    Residues without a CA are dropped; atoms missing from the file get mask 0.
+    Residues without a CA are dropped; atoms missing from the file get mask 0; selenomethionine (MSE) is read as
+    methionine, other HETATM records are ignored.
 
     Raises:
         StructureReadError: one line naming the file and the reason.
@@ -76,33 +83,36 @@ def read_structure(path: str | Path, chain: str | None = None) -> ProteinStructu
         atoms = strucio.load_structure(str(path), model=1, extra_fields=["b_factor"])
     except Exception as exc:  # biotite raises many types for malformed files
         raise StructureReadError(f"{path}: not a readable PDB/mmCIF file ({type(exc).__name__}: {exc})") from None
-    atoms = atoms[struc.filter_amino_acids(atoms) & ~atoms.hetero]
+    modified = np.isin(atoms.res_name, list(MODIFIED))
+    atoms = atoms[struc.filter_amino_acids(atoms) & (~atoms.hetero | modified)]
     if chain is not None:
         atoms = atoms[atoms.chain_id == chain]
     if atoms.array_length() == 0:
         raise StructureReadError(f"{path}: no protein residues" + (f" in chain {chain!r}" if chain else ""))
-    starts = struc.get_residue_starts(atoms)
     chains = list(dict.fromkeys(atoms.chain_id.tolist()))
-    bounds = list(starts) + [atoms.array_length()]
-    aatype, pos, mask, resid, chain_idx, bfac = [], [], [], [], [], []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        res = atoms[lo:hi]
-        p = np.zeros((37, 3), np.float32)
-        m = np.zeros(37, np.float32)
-        b = np.zeros(37, np.float32)
-        for atom in res:
-            idx = rc.atom_order.get(atom.atom_name)
-            if idx is not None and m[idx] == 0:
-                p[idx], m[idx], b[idx] = atom.coord, 1.0, atom.b_factor
-        if m[rc.atom_order["CA"]] == 0:
-            continue
-        aatype.append(rc.restype_order.get(rc.restype_3to1.get(res.res_name[0], "X"), rc.restype_num))
-        pos.append(p), mask.append(m), bfac.append(b)
-        resid.append(int(res.res_id[0]))
-        chain_idx.append(chains.index(res.chain_id[0]))
-    if not aatype:
+    bounds = list(struc.get_residue_starts(atoms)) + [atoms.array_length()]
+    residues = [r for r in (_residue(atoms[lo:hi], chains) for lo, hi in zip(bounds[:-1], bounds[1:])) if r]
+    if not residues:
         raise StructureReadError(f"{path}: no residue has a CA atom")
+    aatype, pos, mask, bfac, resid, chain_idx = zip(*residues)
     return ProteinStructure(
         aatype=np.array(aatype, np.int64), atom_positions=np.stack(pos), atom_mask=np.stack(mask),
         residue_index=np.array(resid, np.int64), chain_index=np.array(chain_idx, np.int64), b_factors=np.stack(bfac),
     )
+
+
+def _residue(res, chains: list[str]) -> tuple | None:
+    """(aatype, [37, 3] positions, [37] mask, [37] B-factors, residue number, chain) of one residue's atoms, or
+    None without a CA."""
+    name, renamed = MODIFIED.get(res.res_name[0], (res.res_name[0], {}))
+    p = np.zeros((37, 3), np.float32)
+    m = np.zeros(37, np.float32)
+    b = np.zeros(37, np.float32)
+    for atom in res:
+        idx = rc.atom_order.get(renamed.get(atom.atom_name, atom.atom_name))
+        if idx is not None and m[idx] == 0:
+            p[idx], m[idx], b[idx] = atom.coord, 1.0, atom.b_factor
+    if m[CA] == 0:
+        return None
+    aatype = rc.restype_order.get(rc.restype_3to1.get(name, "X"), rc.restype_num)
+    return aatype, p, m, b, int(res.res_id[0]), chains.index(res.chain_id[0])
