@@ -4,6 +4,7 @@
 - ``random``: the same architecture, randomly initialised (the control for a checkpoint).
 - ``onehot``: 20 standard residues + one "other" column, no learning (the baseline row).
 - ``esm2``: a fair-esm checkpoint file given by the user (``esm.pretrained.load_model_and_alphabet_local``).
+- ``blosum62``: no features; the substitution-matrix baseline of the zero-shot suite (``suite=proteingym``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from xtrimo.model.layout import read_batch
 from xtrimo.tokenizer import STANDARD_RESIDUES
 
 log = logging.getLogger(__name__)
-BACKBONES = ("onehot", "xtrimo", "random", "esm2")
+BACKBONES = ("onehot", "xtrimo", "random", "esm2", "blosum62")
 
 
 @dataclass
@@ -170,4 +171,7 @@ def build_backbone(cfg: BackboneConfig) -> OneHotBackbone | XTrimoBackbone | ESM
         if not cfg.esm_file or not Path(cfg.esm_file).is_file():
             raise ValueError(f"backbone=esm2 needs backbone.esm_file=<local fair-esm .pt>, got {cfg.esm_file!r}")
         return ESMBackbone(cfg.esm_file, cfg.layers or [cfg.layer], cfg.device)
+    if cfg.name == "blosum62":
+        raise ValueError("backbone=blosum62 scores variants, it has no features: use it with suite=proteingym "
+                         "protocol=zeroshot")
     raise ValueError(f"unknown backbone {cfg.name!r}; valid: {', '.join(BACKBONES)}")

@@ -4,6 +4,8 @@
     xtrimo-bench task=fluorescence backbone=xtrimo backbone.checkpoint=DIR backbone.control=true
     xtrimo-bench -m task=fluorescence,stability,gb1_sampled protocol=probe,lora backbone=xtrimo backbone.checkpoint=DIR
     xtrimo-bench suite=all backbone=onehot
+    xtrimo-bench suite=proteingym backbone=xtrimo backbone.checkpoint=DIR protocol=zeroshot protocol.scoring=wt_marginals
+    xtrimo-bench suite=proteingym backbone=blosum62 protocol=zeroshot   # suite.root=DIR: any ProteinGym-layout folder
     xtrimo-embed --checkpoint DIR -i seqs.fasta -o emb/ --pool mean|per-residue
 """
 
@@ -27,8 +29,16 @@ log = logging.getLogger("xtrimo.benchmarks")
 
 @dataclass
 class SuiteConfig:
+    """A named list of tasks (``"*"``: every task file, the packaged ones and those of a user's config folder)."""
+
     name: str = ""
     tasks: list[str] = field(default_factory=list)
+    # a folder in ProteinGym's layout (reference.csv + assays/) or a registered data set: the suite is its assays,
+    # scored zero-shot (protocol=zeroshot)
+    root: str | None = None
+
+    def task_names(self) -> list[str]:
+        return list(dict.fromkeys(n for t in self.tasks for n in (list_tasks() if t == "*" else [t])))
 
 
 @dataclass
@@ -70,6 +80,16 @@ def compose(overrides: list[str]) -> BenchConfig:
     return compose_config(BenchConfig, "bench", overrides, subdir="bench")
 
 
+def compose_tasks(overrides: list[str]) -> tuple[BenchConfig, list[TaskSpec]]:
+    """The run's config and its tasks; a suite's tasks are each composed as ``task=<name>`` with the same overrides,
+    so ``task.*`` overrides (``task.max_length=256``) apply to every task of the suite."""
+    cfg = compose(overrides)
+    if cfg.suite is None:
+        return cfg, [cfg.task]
+    rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in ("suite", "task")]
+    return cfg, [compose([*rest, f"task={name}"]).task for name in cfg.suite.task_names()]
+
+
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
     """``a=x,y b=z`` -> ``[[a=x, b=z], [a=y, b=z]]`` (Hydra's sweep syntax, cartesian product)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -85,10 +105,11 @@ def expand_sweeps(overrides: list[str]) -> list[list[str]]:
 
 
 def _run_dir(cfg: BenchConfig) -> Path:
-    return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}")
+    scoring = f"-{cfg.protocol.scoring}" if cfg.protocol.name == "zeroshot" and cfg.backbone.name != "blosum62" else ""
+    return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}{scoring}")
 
 
-def _config_sha(cfg: BenchConfig, task: TaskSpec) -> str:
+def _config_sha(cfg: BenchConfig, task: TaskSpec | SuiteConfig) -> str:
     """What decides a task's result: the task, the backbone (checkpoint weights included) and the protocol."""
     import hashlib
     import json
@@ -103,13 +124,12 @@ def _config_sha(cfg: BenchConfig, task: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def run_config(cfg: BenchConfig) -> list[dict]:
-    """Run the task (or every task of the suite); return the results (each with its ``config_sha``)."""
+def run_config(cfg: BenchConfig, tasks: list[TaskSpec]) -> list[dict]:
+    """Run ``tasks`` (:func:`compose_tasks`); return the results (each with its ``config_sha``). In a suite an
+    error in one task is recorded and the others go on."""
     from xtrimo.benchmarks import runner
     from xtrimo.benchmarks.backbones import build_backbone
-    from xtrimo.benchmarks.tasks import load_task
 
-    tasks = [load_task(n) for n in cfg.suite.tasks] if cfg.suite else [cfg.task]
     if cfg.max_length is not None:
         tasks = [replace(t, max_length=min(t.max_length, cfg.max_length)) for t in tasks]
     cache = cfg.cache_dir or str(Path(cfg.output_dir) / "cache")
@@ -134,6 +154,44 @@ def run_config(cfg: BenchConfig) -> list[dict]:
         print("  " + _line(result), flush=True)
         results.append(result)
     return results
+
+
+def _zero_shot(cfg: BenchConfig) -> bool:
+    """A zero-shot suite run (ProteinGym layout); a one-line error where the suite and protocol do not pair."""
+    rooted = cfg.suite is not None and bool(cfg.suite.root)
+    if rooted != (cfg.protocol.name == "zeroshot"):
+        raise ValueError("protocol=zeroshot scores the assays of a ProteinGym-layout suite (suite=proteingym or "
+                         f"suite.root=DIR), and such a suite needs protocol=zeroshot; got suite="
+                         f"{cfg.suite.name if cfg.suite else None} protocol={cfg.protocol.name}")
+    return rooted
+
+
+def run_zero_shot(cfg: BenchConfig) -> list[Path]:
+    """Score every assay of ``cfg.suite.root`` with the backbone's zero-shot rule (and BLOSUM62 beside it; the
+    random control with ``backbone.control=true``); write the score CSVs and the summary into the run folder."""
+    from xtrimo.benchmarks import proteingym as pg
+    from xtrimo.benchmarks.backbones import build_backbone
+    from xtrimo.benchmarks.datasets import register_all
+    from xtrimo.data.registry import REGISTRY, dataset_path
+
+    register_all()
+    root = dataset_path(cfg.suite.root) if cfg.suite.root in REGISTRY else Path(cfg.suite.root)
+    b, rule = cfg.backbone, cfg.protocol.scoring
+    scorers: dict = {}
+    if b.name in ("xtrimo", "random"):
+        scorers[f"{b.name} {rule}"] = pg.model_scorer(build_backbone(b).model, rule, b.batch_tokens)
+        if b.control:
+            control = build_backbone(replace(b, name="random", control=False)).model
+            scorers[f"random control {rule}"] = pg.model_scorer(control, rule, b.batch_tokens)
+    elif b.name != "blosum62":
+        raise ValueError(f"protocol=zeroshot scores with backbone=xtrimo, random or blosum62, not {b.name}")
+    scorers["blosum62"] = pg.blosum62_scorer()  # the substitution-matrix reference row costs nothing
+    out = _run_dir(cfg)
+    records = pg.run_suite(root, scorers, out, _config_sha(cfg, cfg.suite))
+    paths = pg.write_summary(records, root, out, f"xtrimo-bench: {out.name} ({len(records)} assays of {root})")
+    for path in paths:
+        print(f"wrote {path} (per-assay scores in {out / 'scores'})")
+    return paths
 
 
 def _data_hint(results: list[dict]) -> str:
@@ -171,11 +229,15 @@ def bench_main(argv: list[str] | None = None) -> int:
         from xtrimo.benchmarks import report
 
         combos = expand_sweeps(overrides) if multirun else [overrides]
-        configs = [compose(c) for c in combos]  # all compose before anything runs: a typo fails fast
-        setup_logging(configs[0].log_level)
+        runs = [compose_tasks(c) for c in combos]  # all compose before anything runs: a typo fails fast
+        setup_logging(runs[0][0].log_level)
+        if any(_zero_shot(cfg) for cfg, _ in runs):
+            for cfg, _ in runs:
+                run_zero_shot(cfg)
+            return 0
         by_dir: dict[Path, list[dict]] = {}
-        for cfg in configs:
-            by_dir.setdefault(_run_dir(cfg), []).extend(run_config(cfg))
+        for cfg, tasks in runs:
+            by_dir.setdefault(_run_dir(cfg), []).extend(run_config(cfg, tasks))
         everything = [r for rs in by_dir.values() for r in rs]
         if not any(r["status"] == "ok" for r in everything):
             reasons = sorted({str(r.get("reason", r["status"])).split(":")[0] for r in everything})

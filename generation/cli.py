@@ -147,7 +147,7 @@ def _score_method(model_config, method: str, variants: bool) -> str:
 
 def _run_score(args: argparse.Namespace) -> None:
     from xtrimo.generation.generator import Generator
-    from xtrimo.generation.scoring import (
+    from xtrimo.scoring import (
         log_likelihood_ratio_scores,
         masked_marginal_scores,
         pseudo_log_likelihoods,

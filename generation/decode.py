@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from xtrimo.generation.sampling import (
-    STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, token_log_probs, uniform,
+    STOP_IDS, SamplingConfig, allowed_ids, draw, forbid, process_logits, restrict, uniform,
 )
-from xtrimo.config import ModelConfig
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layers import KVCache
 from xtrimo.model.layout import prompt_batch
+from xtrimo.scoring import generation_mode, token_log_probs
 from xtrimo.tokenizer import PADDED_VOCAB_SIZE, ResidueTokenizer
 
 TokenCallback = Callable[[int, str], None]
@@ -163,16 +163,6 @@ def _next_ids(
     ids = choose(logits, batch.seen, batch.rows, allowed, config, seed, step, too_short)
     batch.log_probs[:, step] = token_log_probs(logits, ids)
     return ids
-
-
-def generation_mode(config: ModelConfig) -> str:
-    """The checkpoint's generation layout (``glm`` or ``clm``); a one-line ``ValueError`` for MLM-only weights."""
-    if config.generation_mode is None:
-        raise ValueError(
-            f"checkpoint {config.name!r} was trained with MLM only (objectives: {', '.join(config.objectives)}): it "
-            "cannot generate left to right; fill masked positions with Generator.design / xtrimo-generate "
-            "--template, or train GLM first (objective=mixed, the paper's stage 2)")
-    return config.generation_mode
 
 
 @torch.no_grad()

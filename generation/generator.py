@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xtrimo.generation.decode import Decoded, TokenCallback, decode, generation_mode
+from xtrimo.generation.decode import Decoded, TokenCallback, decode
 from xtrimo.generation.sampling import SamplingConfig
-from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
+from xtrimo.scoring import generation_mode, pseudo_log_likelihoods, sequence_log_likelihoods
 from xtrimo.generation.template import design, parse_template
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.progress import Progress

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from xtrimo.generation.identity import KmerIndex, align_identity
-from xtrimo.generation.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
+from xtrimo.scoring import pseudo_log_likelihoods, sequence_log_likelihoods
 from xtrimo.io import write_json
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import STANDARD_RESIDUES, ResidueTokenizer

@@ -1,7 +1,6 @@
 """Pure logits -> ids functions: temperature, top-k, top-p, repetition penalty, allowed ids, and seeded draws.
 
-Every function takes ``[B, V]`` logits and returns new logits (``-inf`` marks a forbidden id), ids ``[B]``, or
-(:func:`token_log_probs`) the log-probabilities of given ids.
+Every function takes ``[B, V]`` logits and returns new logits (``-inf`` marks a forbidden id) or ids ``[B]``.
 Draws use a counter-based generator (:func:`uniform`): the random number of sequence ``r`` at step ``t`` depends
 only on ``(seed, r, t)``, so a seed gives the same samples whatever the batch size, on CPU and GPU alike, and
 whether or not finished rows were dropped from the batch.
@@ -170,11 +169,6 @@ def uniform(seed: int | torch.Tensor, rows: torch.Tensor, step: int | torch.Tens
     x = _hash32(x ^ (rows & _MASK32))
     x = _hash32(x ^ (step & _MASK32))
     return (x >> 8).double() / float(1 << 24)
-
-
-def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities ``[*]`` of ``ids`` ``[*]`` under ``softmax(logits)`` ``[*, V]``."""
-    return logits.log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1)
 
 
 def draw(logits: torch.Tensor, u: torch.Tensor, greedy: bool = False) -> torch.Tensor:

@@ -29,7 +29,7 @@ from xtrimo.data.registry import resolve_data_file
 from xtrimo.generation.generator import Generator
 from xtrimo.generation.identity import KmerIndex
 from xtrimo.generation.report import mean_pairwise_identity
-from xtrimo.generation.scoring import sequence_log_likelihoods
+from xtrimo.scoring import sequence_log_likelihoods
 from xtrimo.io import write_json
 from xtrimo.tokenizer import ResidueTokenizer
 

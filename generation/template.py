@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from xtrimo.generation.sampling import (
-    SamplingConfig, draw, process_logits, residue_mask, restrict, token_log_probs, uniform,
+    SamplingConfig, draw, process_logits, residue_mask, restrict, uniform,
 )
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import from_ids, mlm_sample
+from xtrimo.scoring import token_log_probs
 from xtrimo.tokenizer import MASK_ID, ResidueTokenizer
 
 DESIGN_CHAR = "?"

@@ -134,6 +134,9 @@ def test_embed_cli(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.Capture
     assert index["records"] == 3 and index["shards"] == 2 and index["pool"] == "none"
     with np.load(out / "shard_00000.npz") as z:
         assert z["names"].tolist() == ["a", "b"] and z["values"].shape == (32, 64)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert embed_main(argv) == 1  # a finished run's folder is refused, byte for byte unchanged
+    assert "is not empty" in capsys.readouterr().err and {p.name: p.read_bytes() for p in out.iterdir()} == before
     bad = tmp_path / "bad.fasta"
     bad.write_text(">x\nMK*1\n")
     assert embed_main(["--checkpoint", str(tiny_checkpoint), "-i", str(bad), "-o", str(tmp_path / "e2")]) == 1
@@ -204,7 +207,7 @@ def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: 
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import gzip
 
-    from xtrimo.benchmarks.cli import BenchConfig, SuiteConfig, run_config
+    from xtrimo.benchmarks.cli import compose_tasks, run_config
     from xtrimo.data.registry import data_dir
 
     with gzip.open(data_dir() / synthetic_dataset / "bad.csv.gz", "wt") as fh:
@@ -218,8 +221,12 @@ def test_suite_goes_on_after_a_malformed_file(synthetic_dataset: str, tmp_path: 
     from xtrimo.benchmarks import tasks
 
     monkeypatch.setattr(tasks, "_USER_TASK_FOLDERS", [folder])  # as register_task_folder, undone after the test
-    cfg = BenchConfig(output_dir=str(tmp_path / "out"), suite=SuiteConfig("t", ["bad", "good"]))
-    results = run_config(cfg)
+    (tmp_path / "configs" / "bench" / "suite").mkdir()
+    (tmp_path / "configs" / "bench" / "suite" / "mine.yaml").write_text("name: mine\ntasks: [bad, good]\n")
+    cfg, tasks = compose_tasks([f"hydra.searchpath=[file://{tmp_path / 'configs'}]", "suite=mine",
+                                f"output_dir={tmp_path / 'out'}", "task.max_length=7"])
+    assert [t.name for t in tasks] == ["bad", "good"] and {t.max_length for t in tasks} == {7}
+    results = run_config(cfg, tasks)
     assert [r["status"] for r in results] == ["error", "ok"]
     assert "bad.csv.gz: row 2 (line 3) has 3 fields, expected 2" in results[0]["reason"]
 

@@ -8,7 +8,7 @@ import torch
 
 from xtrimo.generation.decode import decode
 from xtrimo.generation.sampling import SamplingConfig
-from xtrimo.generation.scoring import continuation_log_probs
+from xtrimo.scoring import continuation_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.tokenizer import EOS_ID, ResidueTokenizer
 

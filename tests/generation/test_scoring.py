@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from xtrimo.generation.scoring import (
-    log_likelihood_ratio_scores, masked_marginal_scores, parse_variant, pseudo_log_likelihoods,
+from xtrimo.scoring import (
+    log_likelihood_ratio_scores, masked_marginal_scores, parse_variant, pseudo_log_likelihoods, scoring_window,
     sequence_log_likelihoods,
 )
 from xtrimo.model.glm import XTrimoPGLM
@@ -94,6 +94,30 @@ def test_masked_marginal_equals_naive(model: XTrimoPGLM) -> None:
 
     expected = [site(1, "K", "R"), site(3, "A", "G") + site(13, "F", "W"), 0.0]
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_wildtype_marginals_and_windows_equal_naive(model: XTrimoPGLM) -> None:
+    """Wild-type marginals read one unmasked pass; a wild type longer than the context is read in ProteinGym's
+    window around each site (here a context of 9 residues + <eos> on a 19-residue wild type)."""
+    wt = "MKTAYIAKQRQISFVKSHF"
+    variants = ["K2R", "Q11E", "H18W:M1A"]
+
+    def naive(pos: int, wt_aa: str, mt: str, lo: int, hi: int, masked: bool) -> float:
+        x = torch.tensor([*TOK.encode(wt[lo:hi]).tolist(), EOS_ID])
+        if masked:
+            x[pos - lo] = MASK_ID
+        with torch.no_grad():
+            lp = model(x[None])["logits"][0, pos - lo].log_softmax(-1)
+        return float(lp[TOK.token_to_id[mt]] - lp[TOK.token_to_id[wt_aa]])
+
+    whole = [(1, "K", "R")], [(10, "Q", "E")], [(17, "H", "W"), (0, "M", "A")]
+    expected = [sum(naive(p, a, b, 0, 19, False) for p, a, b in m) for m in whole]
+    np.testing.assert_allclose(masked_marginal_scores(model, wt, variants, masked=False), expected, atol=1e-4)
+    assert [scoring_window(p, 19, 9) for p in (1, 10, 17, 0)] == [(0, 9), (6, 14), (10, 19), (0, 9)]
+    model.config.seq_length = 10
+    for masked in (True, False):
+        expected = [sum(naive(p, a, b, *scoring_window(p, 19, 9), masked) for p, a, b in m) for m in whole]
+        np.testing.assert_allclose(masked_marginal_scores(model, wt, variants, 2, masked), expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant, message", [

@@ -8,7 +8,10 @@
 * :func:`pseudo_log_likelihoods`: for MLM checkpoints, ``sum_i log p(x_i | x with position i masked)``
   (Salazar et al. 2020), one masked pass per residue.
 * :func:`masked_marginal_scores`: Meier et al. 2021 (ESM-1v), masked marginals: each mutated position is masked
-  in the wild type once, and a variant scores ``sum_i log p_i(mut) - log p_i(wt)`` over its mutations.
+  in the wild type once, and a variant scores ``sum_i log p_i(mut) - log p_i(wt)`` over its mutations;
+  ``wildtype_marginals=True``: the same difference read from one unmasked pass over the wild type (ESM-1v's
+  "wild-type marginals"). Wild types longer than the model's context are read in a window around each site
+  (ProteinGym's ``get_optimal_window``: centred on the site, shifted to stay inside the sequence).
 * :func:`log_likelihood_ratio_scores`: for GLM / CLM checkpoints, ``log p(mutant) - log p(wild type)`` over the
   whole sequences, ``<eos>`` included (the autoregressive models' rule in ProteinGym, e.g. Tranception, ProGen2).
 """
@@ -23,9 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xtrimo.config import ModelConfig
 from xtrimo.data.batching import length_batches
-from xtrimo.generation.decode import generation_mode
-from xtrimo.generation.sampling import token_log_probs
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import IGNORE_INDEX, clm_sample, collate, from_ids, glm_sample, mlm_sample
 from xtrimo.progress import Progress
@@ -65,6 +67,21 @@ class SequenceScore:
     @property
     def perplexity(self) -> float:
         return math.exp(-self.mean_log_likelihood)
+
+
+def generation_mode(config: ModelConfig) -> str:
+    """The checkpoint's generation layout (``glm`` or ``clm``); a one-line ``ValueError`` for MLM-only weights."""
+    if config.generation_mode is None:
+        raise ValueError(
+            f"checkpoint {config.name!r} was trained with MLM only (objectives: {', '.join(config.objectives)}): it "
+            "cannot generate left to right; fill masked positions with Generator.design / xtrimo-generate "
+            "--template, or train GLM first (objective=mixed, the paper's stage 2)")
+    return config.generation_mode
+
+
+def token_log_probs(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities ``[*]`` of ``ids`` ``[*]`` under ``softmax(logits)`` ``[*, V]``."""
+    return logits.log_softmax(-1).gather(-1, ids[..., None]).squeeze(-1)
 
 
 def _device(model: XTrimoPGLM) -> torch.device:
@@ -182,36 +199,61 @@ def parse_variant(variant: str, wildtype: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def masked_marginals(model: XTrimoPGLM, wildtype: str, positions: Sequence[int], batch_size: int = 16) -> np.ndarray:
-    """``log p(token | wild type with position i masked)`` for each 0-based ``i``: ``[len(positions), V]``.
+def scoring_window(site: int, length: int, window: int) -> tuple[int, int]:
+    """``[lo, hi)``: the residues read to score 0-based ``site`` of a ``length``-residue sequence when the model
+    reads at most ``window`` residues (ProteinGym's ``get_optimal_window``, ``proteingym/utils/scoring_utils.py``:
+    centred on the site, shifted to stay inside the sequence)."""
+    half = window // 2
+    if length <= window:
+        return 0, length
+    if site < half:
+        return 0, window
+    if site >= length - half:
+        return length - window, length
+    return max(0, site - half), min(length, site + half)
 
-    The input is the MLM layout of pre-training: residues + ``<eos>``, positions ``(arange, 0)``, bidirectional.
+
+@torch.no_grad()
+def masked_marginals(model: XTrimoPGLM, wildtype: str, positions: Sequence[int], batch_size: int = 16,
+                     masked: bool = True) -> np.ndarray:
+    """``log p(token | wild type with position i masked)`` for each 0-based ``i``: ``[len(positions), V]``;
+    ``masked=False``: from one unmasked pass per window (wild-type marginals).
+
+    The input is the MLM layout of pre-training: residues + ``<eos>``, positions ``(arange, 0)``, bidirectional;
+    a wild type longer than the context is read in :func:`scoring_window` around each position.
     """
     _check_mlm(model, "masked-marginal scoring")
-    wt = torch.from_numpy(mlm_sample(ResidueTokenizer().encode(wildtype, name="wild type")).input_ids)
-    return _masked_rows(model, wt, positions, batch_size)
+    ids = ResidueTokenizer().encode(wildtype, name="wild type")
+    out = np.zeros((len(positions), model.config.padded_vocab_size), np.float32)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, p in enumerate(positions):
+        groups.setdefault(scoring_window(p, len(ids), model.config.seq_length - 1), []).append(k)
+    for (lo, hi), ks in groups.items():
+        wt = torch.from_numpy(mlm_sample(ids[lo:hi]).input_ids)
+        local = [positions[k] - lo for k in ks]
+        if masked:
+            out[ks] = _masked_rows(model, wt, local, batch_size)
+        else:
+            logits = model(from_ids(wt[None].to(_device(model)), "mlm"))["logits"][0].float()
+            out[ks] = logits[local].log_softmax(-1).cpu().numpy()
+    return out
 
 
 def masked_marginal_scores(
-    model: XTrimoPGLM, wildtype: str, variants: Sequence[str], batch_size: int = 16
+    model: XTrimoPGLM, wildtype: str, variants: Sequence[str], batch_size: int = 16, masked: bool = True
 ) -> list[float]:
-    """Zero-shot effect of each variant: ``sum over its mutations of log p(mut) - log p(wt)`` at the masked site.
+    """Zero-shot effect of each variant: ``sum over its mutations of log p(mut) - log p(wt)`` at the masked site
+    (``masked=False``: at the unmasked site, wild-type marginals).
 
     Higher means more favourable than the wild type (ESM-1v masked-marginal scoring).
     """
     tok = ResidueTokenizer()
     parsed = [parse_variant(v, wildtype) for v in variants]
     sites = sorted({p for muts in parsed for p, _, _ in muts})
-    table = masked_marginals(model, wildtype, sites, batch_size)
+    table = masked_marginals(model, wildtype, sites, batch_size, masked)
     row = {p: i for i, p in enumerate(sites)}
-    scores = []
-    for muts in parsed:
-        s = 0.0
-        for p, wt, mt in muts:
-            lp = table[row[p]]
-            s += float(lp[tok.token_to_id[mt]] - lp[tok.token_to_id[wt]])
-        scores.append(s)
-    return scores
+    return [sum(float(table[row[p], tok.token_to_id[mt]] - table[row[p], tok.token_to_id[wt]]) for p, wt, mt in muts)
+            for muts in parsed]
 
 
 def apply_variant(wildtype: str, mutations: list[tuple[int, str, str]]) -> str:
