@@ -24,6 +24,7 @@ from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
 from xtrimo.structure.model import FoldingHead
+from xtrimo.structure.outputs import Residues
 from xtrimo.data.pdb import ProteinStructure, sequence_to_aatype
 from xtrimo.tokenizer import ResidueTokenizer
 
@@ -180,7 +181,7 @@ class Folder:
             aatype[i, : len(s)] = torch.from_numpy(sequence_to_aatype(s))
             resid[i, : len(s)] = torch.from_numpy(r)
         dev = mask.device
-        out = self.head(states, attn, aatype.to(dev), resid.to(dev), mask, num_recycles, chunk_size)
+        out = self.head(states, attn, Residues(aatype.to(dev), resid.to(dev), mask), num_recycles, chunk_size)
         return [self._result(out, i, parts[i]) for i in range(len(seqs))]
 
     def fold(self, sequence: str, num_recycles: int | None = None, chunk_size: int | None = None) -> FoldResult:

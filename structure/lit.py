@@ -9,7 +9,7 @@ from transformers.models.esm.openfold_utils import Rigid
 from xtrimo.structure import losses
 from xtrimo.structure.config import FoldConfig
 from xtrimo.structure.model import FoldingHead
-from xtrimo.structure.outputs import FoldOutput
+from xtrimo.structure.outputs import FoldOutput, Residues
 
 # AF2 suppl. 1.9 loss weights (FAPE split 0.5 backbone / 0.5 all-atom; no violation or MSA terms here)
 WEIGHTS = {"fape_backbone": 0.5, "fape_all_atom": 0.5, "torsion": 1.0, "distogram": 0.3, "plddt": 0.01}
@@ -59,8 +59,8 @@ class FoldModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         # ESMFold / AF2 sample the number of recycles per step so every pass count is supervised
         recycles = int(torch.randint(0, self.max_recycles_train + 1, (1,), generator=self.gen))
-        out = self.head(batch["plm_states"], batch.get("plm_attentions"), batch["aatype"], batch["residue_index"],
-                        batch["mask"], num_recycles=recycles)
+        residues = Residues(batch["aatype"], batch["residue_index"], batch["mask"])
+        out = self.head(batch["plm_states"], batch.get("plm_attentions"), residues, num_recycles=recycles)
         # AF2 suppl. 1.11.5: backbone FAPE unclamped in a fraction of steps, so errors beyond 10 A also pull
         unclamped = float(torch.rand((), generator=self.gen)) < self.unclamped_fape_fraction
         loss, parts = fold_losses(out, batch, clamp=None if unclamped else 10.0)

@@ -19,7 +19,7 @@ from transformers.models.esm.openfold_utils import (
 from transformers.models.esm.openfold_utils import residue_constants as rc
 
 from xtrimo.structure.config import FoldConfig
-from xtrimo.structure.outputs import FoldOutput
+from xtrimo.structure.outputs import FoldOutput, Residues
 from xtrimo.structure.trunk import FoldingTrunk
 
 NUM_AATYPES = rc.restype_num + 1  # 20 standard + X
@@ -80,9 +80,7 @@ class FoldingHead(nn.Module):
         self,
         plm_states: torch.Tensor,
         plm_attentions: torch.Tensor | None,
-        aatype: torch.Tensor,
-        residue_index: torch.Tensor,
-        mask: torch.Tensor,
+        residues: Residues,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
     ) -> FoldOutput:
@@ -90,21 +88,19 @@ class FoldingHead(nn.Module):
 
         Args:
             plm_states, plm_attentions: see :meth:`initial_states`.
-            aatype: ``[B, N_res]`` AlphaFold residue types (0-19, 20 = X).
-            residue_index: ``[B, N_res]`` long residue numbers.
-            mask: ``[B, N_res]`` 1 on residues.
+            residues: the chains (:class:`Residues`).
             num_recycles, chunk_size: see :meth:`FoldingTrunk.forward`.
 
         Returns:
             the trunk outputs plus structure and confidence (:class:`FoldOutput`).
         """
-        mask = mask.to(plm_states.dtype)
+        aatype, mask = residues.aatype, residues.mask.to(plm_states.dtype)
         padded = aatype.masked_fill(mask == 0, NUM_AATYPES)
         s, z = self.initial_states(plm_states, plm_attentions, padded)
         # the structure module places atoms by residue type; an unknown residue (X) is placed as glycine, so it gets
         # a full backbone (N, CA, C, O) and is written as UNK, not left without atoms (OpenFold's UNK has none)
         sm_aatype = aatype.masked_fill(aatype == rc.restype_num, rc.restype_order["G"]).masked_fill(mask == 0, 0)
-        trunk = self.trunk(s, z, sm_aatype, residue_index, mask, num_recycles, chunk_size)
+        trunk = self.trunk(s, z, Residues(sm_aatype, residues.residue_index, mask), num_recycles, chunk_size)
         atoms = make_atom14_masks({"aatype": sm_aatype})
         atoms["atom37_atom_exists"] = atoms["atom37_atom_exists"] * mask[..., None]
         logits = self.distogram_head(trunk.s_z)

@@ -12,6 +12,21 @@ import torch
 
 
 @dataclass
+class Residues:
+    """The chains of a batch, right-padded.
+
+    Attributes:
+        aatype: ``[B, N]`` AlphaFold residue types (0-19, 20 = X).
+        residue_index: ``[B, N]`` long residue numbers (a gap between the chains of a complex).
+        mask: ``[B, N]`` 1 on residues, 0 on padding.
+    """
+
+    aatype: torch.Tensor
+    residue_index: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass
 class TrunkOutput:
     """The trunk's final states and the structure module's per-block outputs.
 

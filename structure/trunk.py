@@ -25,7 +25,7 @@ from transformers.models.esm.modeling_esmfold import EsmFoldInvariantPointAttent
 
 from xtrimo.structure.config import TrunkConfig, auto_chunk_size
 from xtrimo.structure.fused import fuse_trunk_blocks
-from xtrimo.structure.outputs import TrunkOutput
+from xtrimo.structure.outputs import Residues, TrunkOutput
 
 RECYCLE_BINS = 15  # AlphaFold 2 recycling distogram: 15 bins from 3.375 to 21.375 A (suppl. 1.10)
 
@@ -104,9 +104,7 @@ class FoldingTrunk(nn.Module):
         self,
         s_s_0: torch.Tensor,
         s_z_0: torch.Tensor,
-        aatype: torch.Tensor,
-        residue_index: torch.Tensor,
-        mask: torch.Tensor,
+        residues: Residues,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
     ) -> TrunkOutput:
@@ -115,9 +113,7 @@ class FoldingTrunk(nn.Module):
         Args:
             s_s_0: ``[B, N_res, c_s]`` initial single state.
             s_z_0: ``[B, N_res, N_res, c_z]`` initial pair state.
-            aatype: ``[B, N_res]`` AlphaFold residue types (0-19, 20 = X).
-            residue_index: ``[B, N_res]`` long residue numbers (gaps between chains of a complex).
-            mask: ``[B, N_res]`` 1 on residues, 0 on padding.
+            residues: the chains (:class:`Residues`; residue types as the structure module places atoms).
             num_recycles: extra passes (default ``cfg.max_recycles``); only the last one gets gradients.
             chunk_size: axial-attention chunk; default ``cfg.chunk_size`` or :func:`auto_chunk_size`.
 
@@ -128,6 +124,7 @@ class FoldingTrunk(nn.Module):
         if recycles < 0:
             raise ValueError(f"num_recycles must be >= 0, got {recycles}")
         chunk = chunk_size or self.cfg.chunk_size or auto_chunk_size(s_s_0.shape[1], self.cfg.c_z)
+        aatype, residue_index, mask = residues.aatype, residues.residue_index, residues.mask
         mask_f = mask.to(s_s_0.dtype)
         recycle_s = torch.zeros_like(s_s_0)
         recycle_z = torch.zeros_like(s_z_0)

@@ -22,6 +22,7 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
     from transformers.models.esm.modeling_esmfold import EsmFoldingTrunk
 
     from xtrimo.structure.config import StructureModuleConfig, TrunkConfig
+    from xtrimo.structure.outputs import Residues
     from xtrimo.structure.trunk import FoldingTrunk, trunk_config
 
     torch.set_num_threads(args.threads)
@@ -44,7 +45,7 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             if impl == "xtrimo":
-                trunk(s, z, aa, resid, mask, num_recycles=0)
+                trunk(s, z, Residues(aa, resid, mask), num_recycles=0)
             else:
                 trunk(s, z, aa, resid, mask, no_recycles=0)
             times.append(time.perf_counter() - t0)

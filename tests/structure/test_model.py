@@ -7,6 +7,7 @@ import torch
 
 from xtrimo.structure.config import FoldConfig, auto_chunk_size
 from xtrimo.structure.model import FoldingHead
+from xtrimo.structure.outputs import Residues
 
 
 def _inputs(b: int, n: int, cfg: FoldConfig, seed: int = 0):
@@ -14,7 +15,7 @@ def _inputs(b: int, n: int, cfg: FoldConfig, seed: int = 0):
     states = torch.randn(b, n, cfg.plm.num_layers + 1, cfg.plm.hidden_size, generator=g)
     attn = torch.rand(b, cfg.plm.num_layers * cfg.plm.num_heads, n, n, generator=g)
     aatype = torch.randint(0, 21, (b, n), generator=g)
-    return states, attn, aatype, torch.arange(n).expand(b, n), torch.ones(b, n)
+    return states, attn, Residues(aatype, torch.arange(n).expand(b, n), torch.ones(b, n))
 
 
 def test_output_shapes_odd_lengths(fold_config: FoldConfig) -> None:
@@ -32,11 +33,12 @@ def test_output_shapes_odd_lengths(fold_config: FoldConfig) -> None:
 
 def test_padding_does_not_change_a_chain(fold_config: FoldConfig) -> None:
     head = FoldingHead(fold_config).eval()
-    states, attn, aatype, resid, mask = _inputs(1, 17, fold_config)
+    states, attn, res = _inputs(1, 17, fold_config)
     with torch.no_grad():
-        alone = head(states[:, :13], attn[:, :, :13, :13], aatype[:, :13], resid[:, :13], mask[:, :13])
-        mask[:, 13:] = 0
-        padded = head(states, attn, aatype, resid, mask)
+        first = Residues(res.aatype[:, :13], res.residue_index[:, :13], res.mask[:, :13])
+        alone = head(states[:, :13], attn[:, :, :13, :13], first)
+        res.mask[:, 13:] = 0
+        padded = head(states, attn, res)
     torch.testing.assert_close(padded.atom37_positions[:, :13], alone.atom37_positions, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(padded.plddt[:, :13], alone.plddt, atol=1e-3, rtol=1e-4)
     torch.testing.assert_close(padded.ptm, alone.ptm, atol=1e-5, rtol=1e-4)
@@ -59,9 +61,9 @@ def test_auto_chunk_size_chunks_long_inputs_only() -> None:
 
 
 def test_head_requires_attention_maps_when_configured(fold_config: FoldConfig) -> None:
-    states, _, aatype, resid, mask = _inputs(1, 5, fold_config)
+    states, _, residues = _inputs(1, 5, fold_config)
     with pytest.raises(ValueError, match="attention maps"):
-        FoldingHead(fold_config)(states, None, aatype, resid, mask)
+        FoldingHead(fold_config)(states, None, residues)
 
 
 def test_config_validation_and_flat_configs(tmp_path) -> None:
