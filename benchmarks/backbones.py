@@ -4,7 +4,7 @@
 - ``random``: the same architecture, randomly initialised (the control for a checkpoint).
 - ``onehot``: 20 standard residues + one "other" column, no learning (the baseline row).
 - ``esm2``: a fair-esm checkpoint file given by the user (``esm.pretrained.load_model_and_alphabet_local``).
-- ``blosum62``: no features; the substitution-matrix baseline of the zero-shot suite (``suite=proteingym``).
+- ``blosum62``, ``proteinmpnn``: no features; zero-shot variant scorers of the ProteinGym suite (``suite=proteingym``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from xtrimo.model.layout import read_batch
 from xtrimo.tokenizer import STANDARD_RESIDUES
 
 log = logging.getLogger(__name__)
-BACKBONES = ("onehot", "xtrimo", "random", "esm2", "blosum62")
+BACKBONES = ("onehot", "xtrimo", "random", "esm2", "blosum62", "proteinmpnn")
 
 
 @dataclass
@@ -38,6 +38,8 @@ class BackboneConfig:
     device: str = "cpu"
     batch_tokens: int = 16384  # token budget per forward pass (padding included)
     control: bool = False  # xtrimo: also run the random control of the same size, side by side
+    weights: str = "v_48_020"  # proteinmpnn: the package-data checkpoint (v_48_002/010/020/030, soluble/...)
+    form: str = "global"  # proteinmpnn: global (ProteinGym's, one pass per mutant) or conditional (one pass)
 
 
 def _file_digest(path: Path, limit: int = 1 << 24) -> str:
@@ -171,7 +173,7 @@ def build_backbone(cfg: BackboneConfig) -> OneHotBackbone | XTrimoBackbone | ESM
         if not cfg.esm_file or not Path(cfg.esm_file).is_file():
             raise ValueError(f"backbone=esm2 needs backbone.esm_file=<local fair-esm .pt>, got {cfg.esm_file!r}")
         return ESMBackbone(cfg.esm_file, cfg.layers or [cfg.layer], cfg.device)
-    if cfg.name == "blosum62":
-        raise ValueError("backbone=blosum62 scores variants, it has no features: use it with suite=proteingym "
+    if cfg.name in ("blosum62", "proteinmpnn"):
+        raise ValueError(f"backbone={cfg.name} scores variants, it has no features: use it with suite=proteingym "
                          "protocol=zeroshot")
     raise ValueError(f"unknown backbone {cfg.name!r}; valid: {', '.join(BACKBONES)}")

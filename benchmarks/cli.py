@@ -22,7 +22,7 @@ from xtrimo.benchmarks.backbones import BackboneConfig
 from xtrimo.cli_utils import describe, hydra_help, make_parser, run_command, setup_logging
 from xtrimo.io import output_folder
 from xtrimo.benchmarks.runner import ProtocolConfig
-from xtrimo.benchmarks.tasks import TaskSpec, list_tasks, register_task_folder
+from xtrimo.benchmarks.tasks import TaskSpec, is_task_file, list_tasks, load_task, register_task_folder
 
 log = logging.getLogger("xtrimo.benchmarks")
 
@@ -75,9 +75,14 @@ def compose(overrides: list[str]) -> BenchConfig:
     for folder in user_folders(overrides):
         register_task_folder(folder / "bench" / "task")
     for value in (o.split("=", 1)[1] for o in overrides if o.startswith("task=")):
-        if value not in list_tasks():
+        if value not in list_tasks() and not is_task_file(value):
             raise ValueError(f"unknown task {value!r}; valid tasks: {', '.join(list_tasks())}")
-    return compose_config(BenchConfig, "bench", overrides, subdir="bench")
+    files = [o for o in overrides if o.startswith("task=") and is_task_file(o.split("=", 1)[1])]
+    rest = [o for o in overrides if o not in files and not (files and o.startswith("task."))]
+    cfg = compose_config(BenchConfig, "bench", rest, subdir="bench")
+    if files:  # a task file of one's own: read as a task, with the task.* overrides on top
+        cfg.task = load_task(files[-1].split("=", 1)[1], [o[5:] for o in overrides if o.startswith("task.")])
+    return cfg
 
 
 def compose_tasks(overrides: list[str]) -> tuple[BenchConfig, list[TaskSpec]]:
@@ -105,8 +110,9 @@ def expand_sweeps(overrides: list[str]) -> list[list[str]]:
 
 
 def _run_dir(cfg: BenchConfig) -> Path:
-    scoring = f"-{cfg.protocol.scoring}" if cfg.protocol.name == "zeroshot" and cfg.backbone.name != "blosum62" else ""
-    return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}{scoring}")
+    rule = {"zeroshot": {"blosum62": "", "proteinmpnn": cfg.backbone.form}.get(cfg.backbone.name, cfg.protocol.scoring),
+            "supervised": cfg.protocol.folds}.get(cfg.protocol.name, "")
+    return Path(cfg.output_dir) / (cfg.run or f"{cfg.backbone.name}-{cfg.protocol.name}" + (f"-{rule}" if rule else ""))
 
 
 def _config_sha(cfg: BenchConfig, task: TaskSpec | SuiteConfig) -> str:
@@ -156,14 +162,40 @@ def run_config(cfg: BenchConfig, tasks: list[TaskSpec]) -> list[dict]:
     return results
 
 
-def _zero_shot(cfg: BenchConfig) -> bool:
-    """A zero-shot suite run (ProteinGym layout); a one-line error where the suite and protocol do not pair."""
+def _assay_suite(cfg: BenchConfig) -> bool:
+    """A run over the assays of a ProteinGym-layout suite; a one-line error where suite and protocol do not pair."""
     rooted = cfg.suite is not None and bool(cfg.suite.root)
-    if rooted != (cfg.protocol.name == "zeroshot"):
-        raise ValueError("protocol=zeroshot scores the assays of a ProteinGym-layout suite (suite=proteingym or "
-                         f"suite.root=DIR), and such a suite needs protocol=zeroshot; got suite="
+    if rooted != (cfg.protocol.name in ("zeroshot", "supervised")):
+        raise ValueError("protocol=zeroshot / supervised run on the assays of a ProteinGym-layout suite (suite="
+                         "proteingym or suite.root=DIR), and such a suite needs one of them; got suite="
                          f"{cfg.suite.name if cfg.suite else None} protocol={cfg.protocol.name}")
     return rooted
+
+
+def _suite_root(cfg: BenchConfig) -> Path:
+    from xtrimo.benchmarks.datasets import register_all
+    from xtrimo.data.registry import REGISTRY, dataset_path
+
+    register_all()
+    return dataset_path(cfg.suite.root) if cfg.suite.root in REGISTRY else Path(cfg.suite.root)
+
+
+def run_supervised(cfg: BenchConfig) -> list[Path]:
+    """ProteinGym's supervised benchmark: one-hot features, ``protocol.folds`` 5-fold cross-validation per assay."""
+    from xtrimo.benchmarks import proteingym as pg
+    from xtrimo.benchmarks.proteingym_supervised import read_published_supervised
+    from xtrimo.benchmarks.proteingym_supervised import run_supervised as cross_validate_assays
+
+    if cfg.backbone.name != "onehot":
+        raise ValueError(f"protocol=supervised runs on one-hot features (backbone=onehot), not {cfg.backbone.name}")
+    root, out = _suite_root(cfg), _run_dir(cfg)
+    records = cross_validate_assays(root, cfg.protocol.folds, cfg.protocol.regressor, seed=cfg.protocol.seeds[0])
+    has_published = (root / "published_supervised_spearman.csv").is_file()
+    published = read_published_supervised(root, cfg.protocol.folds) if has_published else {}
+    paths = pg.write_supervised_summary(records, published, root, out, f"xtrimo-bench: {out.name}")
+    for path in paths:
+        print(f"wrote {path}")
+    return paths
 
 
 def run_zero_shot(cfg: BenchConfig) -> list[Path]:
@@ -171,20 +203,22 @@ def run_zero_shot(cfg: BenchConfig) -> list[Path]:
     random control with ``backbone.control=true``); write the score CSVs and the summary into the run folder."""
     from xtrimo.benchmarks import proteingym as pg
     from xtrimo.benchmarks.backbones import build_backbone
-    from xtrimo.benchmarks.datasets import register_all
-    from xtrimo.data.registry import REGISTRY, dataset_path
 
-    register_all()
-    root = dataset_path(cfg.suite.root) if cfg.suite.root in REGISTRY else Path(cfg.suite.root)
+    root = _suite_root(cfg)
     b, rule = cfg.backbone, cfg.protocol.scoring
     scorers: dict = {}
-    if b.name in ("xtrimo", "random"):
+    if b.name == "proteinmpnn":
+        from xtrimo.benchmarks.proteinmpnn import proteinmpnn_scorer
+
+        scorers[f"proteinmpnn {b.weights} {b.form}"] = proteinmpnn_scorer(b.weights, b.form, seed=b.seed,
+                                                                           device=b.device)
+    elif b.name in ("xtrimo", "random"):
         scorers[f"{b.name} {rule}"] = pg.model_scorer(build_backbone(b).model, rule, b.batch_tokens)
         if b.control:
             control = build_backbone(replace(b, name="random", control=False)).model
             scorers[f"random control {rule}"] = pg.model_scorer(control, rule, b.batch_tokens)
     elif b.name != "blosum62":
-        raise ValueError(f"protocol=zeroshot scores with backbone=xtrimo, random or blosum62, not {b.name}")
+        raise ValueError(f"protocol=zeroshot scores with backbone=xtrimo, random, proteinmpnn or blosum62, not {b.name}")
     scorers["blosum62"] = pg.blosum62_scorer()  # the substitution-matrix reference row costs nothing
     out = _run_dir(cfg)
     records = pg.run_suite(root, scorers, out, _config_sha(cfg, cfg.suite))
@@ -231,9 +265,9 @@ def bench_main(argv: list[str] | None = None) -> int:
         combos = expand_sweeps(overrides) if multirun else [overrides]
         runs = [compose_tasks(c) for c in combos]  # all compose before anything runs: a typo fails fast
         setup_logging(runs[0][0].log_level)
-        if any(_zero_shot(cfg) for cfg, _ in runs):
+        if any(_assay_suite(cfg) for cfg, _ in runs):
             for cfg, _ in runs:
-                run_zero_shot(cfg)
+                (run_supervised if cfg.protocol.name == "supervised" else run_zero_shot)(cfg)
             return 0
         by_dir: dict[Path, list[dict]] = {}
         for cfg, tasks in runs:

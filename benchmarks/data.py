@@ -178,6 +178,11 @@ def _load_flip_residue(task: TaskSpec, folder: Path) -> dict[str, Examples]:
     return {k: Examples(s, t) for k, (s, t) in parts.items() if s}
 
 
+def _folder(dataset: str) -> Path:
+    """A registered data set's folder, or ``dataset`` itself when it is a folder (a user's own files)."""
+    return Path(dataset) if Path(dataset).is_absolute() and Path(dataset).is_dir() else dataset_path(dataset)
+
+
 def read_structure(path: Path) -> tuple[str, np.ndarray]:
     """Sequence and ``[L, L]`` contact map (C-beta < 8 A, C-alpha for glycine) of a single-chain PDB file."""
     from xtrimo.data.pdb import CB, StructureReadError, read_structure as read_pdb
@@ -197,7 +202,7 @@ def _load_structures(task: TaskSpec, folder: Path) -> dict[str, Examples]:
         items = [read_structure(p) for p in sorted((dir_ / "pdb").glob("*.pdb"))]
         return Examples([s for s, _ in items], [c for _, c in items])
 
-    return {"train": read(folder), "test": read(dataset_path(task.data.test_dataset))}
+    return {"train": read(folder), "test": read(_folder(task.data.test_dataset))}
 
 
 LOADERS = {"csv": _load_csv, "flip_csv": _load_flip_csv, "flip_residue_fasta": _load_flip_residue,
@@ -219,7 +224,7 @@ def load_splits(task: TaskSpec, seed: int = 0) -> Splits:
     """Train / valid / test of ``task``; without a published validation split, ``valid_fraction`` of train
     (a seeded permutation) becomes the validation split."""
     register_all()
-    parts = LOADERS[task.data.format](task, dataset_path(task.data.dataset))
+    parts = LOADERS[task.data.format](task, _folder(task.data.dataset))
     if "train" not in parts or "test" not in parts:
         raise DataFormatError(f"task {task.name}: data set {task.data.dataset} lacks a train or test split")
     train = parts["train"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -32,16 +32,18 @@ class Backbone(Protocol):
     def embed(self, seqs: list[str]) -> list[np.ndarray]: ...
 
 
-def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 16384,
-                   progress: bool = False) -> list[np.ndarray]:
-    """Per-residue features ``[L_i, H]`` of every sequence, in input order."""
+def embed_residues(backbone: Backbone, seqs: list[str], batch_tokens: int = 16384, progress: bool = False,
+                   reduce: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> list[np.ndarray]:
+    """Per-residue features ``[L_i, H]`` of every sequence, in input order; ``reduce`` maps each batch's arrays
+    (e.g. to pooled ``[H]`` rows) as soon as they are computed."""
     out: list[np.ndarray | None] = [None] * len(seqs)
     # longest first (the peak memory shows at once); +1 for the <eos> or the prefix of the model's layout
     batches = length_batches([len(s) for s in seqs], batch_tokens, extra_tokens=1, descending=True)
     with Progress(len(seqs), f"embed {backbone.name}", "seq", enabled=progress) as bar:
         for batch in batches:
-            for i, emb in zip(batch, backbone.embed([seqs[i] for i in batch])):
-                out[i] = emb.astype(np.float32, copy=False)
+            embs = [e.astype(np.float32, copy=False) for e in backbone.embed([seqs[i] for i in batch])]
+            for i, emb in zip(batch, reduce(embs) if reduce else embs):
+                out[i] = emb
             bar.update(len(batch))
     return out  # type: ignore[return-value]
 
@@ -91,8 +93,11 @@ def features(backbone: Backbone, seqs: list[str], mode: str, cache_dir: str | Pa
         if path.is_file():
             log.info("embedding cache hit: %s", path)
             return _read_cached(path, mode)
-    per_residue = embed_residues(backbone, seqs, batch_tokens, progress)
-    result = per_residue if mode == "none" else pool(per_residue, mode)
+    if mode in ("mean", "tape"):  # pooled batch by batch: a split's per-residue states are never all in memory
+        result = np.stack(embed_residues(backbone, seqs, batch_tokens, progress, lambda e: list(pool(e, mode))))
+    else:  # per residue, or flatten (zero-padded to the longest sequence of the whole set)
+        per_residue = embed_residues(backbone, seqs, batch_tokens, progress)
+        result = per_residue if mode == "none" else pool(per_residue, mode)
     if path is not None:
         _write_cached(path, result, mode)
     return result

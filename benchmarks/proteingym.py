@@ -290,6 +290,36 @@ def write_summary(records: list[dict], root: Path, out_dir: Path, title: str) ->
     return [csv_path, md_path]
 
 
+def write_supervised_summary(records: list[dict], published: dict[str, float], root: Path, out_dir: Path,
+                             title: str) -> list[Path]:
+    """``summary.csv`` (per assay: our cross-validated Spearman beside ProteinGym's published One-Hot value) and
+    ``summary.md`` (both aggregated over all assays and over the directly comparable ones)."""
+    from xtrimo.io import write_text
+
+    _, comparable = read_published(root)
+    rows = [{**_keys(r), "n": r["n"], "folds": r["n_folds"], "comparable": r["DMS_id"] in comparable,
+             "spearman": _round(r["spearman"]), "published_one_hot": published.get(r["DMS_id"])} for r in records]
+    csv_path, md_path = out_dir / "summary.csv", out_dir / "summary.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(csv_path, rows, list(rows[0]) if rows else ["DMS_id"])
+    lines = [f"# {title}", "", f"{records[0]['scheme'] if records else ''} folds; Spearman of the pooled "
+             "out-of-fold predictions, aggregated as ProteinGym does.", "", "| assays | ours | published One-Hot | "
+             "mean over assays: ours | published |", "|---|---|---|---|---|"]
+    for label, subset in (("all", None), ("directly comparable", comparable)):
+        chosen = [r for r in rows if subset is None or r["DMS_id"] in subset]
+        both = [r for r in chosen if r["published_one_hot"] is not None and r["spearman"] is not None]
+        ours = aggregate([{**r, "spearman": r["spearman"]} for r in both], "spearman")["value"]
+        theirs = aggregate([{**r, "spearman": r["published_one_hot"]} for r in both], "spearman")["value"]
+        mean_ours = float(np.mean([r["spearman"] for r in both])) if both else float("nan")
+        mean_pub = float(np.mean([r["published_one_hot"] for r in both])) if both else float("nan")
+        lines.append(f"| {label} ({len(both)}) | {ours:.3f} | {theirs:.3f} | {mean_ours:.3f} | {mean_pub:.3f} |")
+    lines += ["", "| DMS_id | n | folds | ours | published One-Hot |", "|---|---|---|---|---|"]
+    lines += [f"| {r['DMS_id']}{'' if r['comparable'] else ' (*)'} | {r['n']} | {r['folds']} | {_fmt(r['spearman'])} | "
+              f"{_fmt(r['published_one_hot'])} |" for r in rows]
+    write_text(md_path, "\n".join(lines) + "\n")
+    return [csv_path, md_path]
+
+
 def _round(v: float) -> float | None:
     return None if v is None or not np.isfinite(v) else round(float(v), 4)
 

@@ -44,6 +44,8 @@ class ProtocolConfig:
     max_train_examples: int = 0  # 0: all; > 0 caps the training split (seeded subsample) for CPU-sized runs
     max_eval_examples: int = 0  # 0: all; > 0 caps the validation and test splits (reported in the summary)
     scoring: str = "masked_marginals"  # zeroshot: masked_marginals, wt_marginals, pseudo_likelihood, log_likelihood_ratio
+    folds: str = "random"  # supervised (ProteinGym): random, modulo or contiguous 5-fold cross-validation
+    regressor: str = "proteinnpt_linear"  # supervised: proteinnpt_linear (ProteinGym's One-Hot baseline) or ridge
 
 
 def _unique_features(backbone: Backbone, splits: list[Splits], mode: str, cache_dir: str | None,

