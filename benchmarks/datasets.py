@@ -71,6 +71,12 @@ CHECKSUMS: dict[str, tuple[tuple[str, str], ...]] = {
         ("train.csv.gz", "32b7044d50bcc1a6c1ecb772a777d02591cc65c8655a121d7838386578ef4099"),
         ("valid.csv.gz", "ec97f35282b8064a5c86fd63ace923aa67f78ccce9ddd88f0759fb6c981731b3"),
     ),
+    "tape_remote_homology": (
+        ("test_fold_holdout.csv.gz", "69ad19a45e5aac152274f7b55e4bb8d19c31caa922a8caebb7bf4bedeb1c9f27"),
+        ("train.csv.gz", "5965667d761cfac1b37c2e1bcf046f34a8c29c6dc0a5b4e60bfb3b9b8bcf70be"),
+        ("valid.csv.gz", "2bb6833a512eb4fbb4b79711120249d24532f74e730f7bdb625c59474acb3eef"),
+        ("tape_label_to_scop_fold.json", "9b51c3d7afa8c96173a0bcb4e4d154ae476dd6e5b82f469eba005f2d946f61e2"),
+    ),
     "proteingym_single_site": (
         ("reference.csv", "90df9f4a60ad473ebbea1c7f5422ae6586462b6701431e69420f092ee6f6f482"),
         ("published_spearman.csv", "eb8a587ea431b465a43ef8793c872b8a6c5032a11250a9c999eedfdefd0220dc"),
@@ -204,6 +210,11 @@ SOURCES: dict[str, tuple[str, str, str]] = {
         'SKEMPI protein-protein affinity regression (sequence pairs), PEER split',
         'MIT (repo); PEER Apache-2.0; SKEMPI 2.0 CC BY 4.0',
         'jiaqingxie/DeepProtein@114dfbbe6c6f3e807013d7eb079a4690d3e91e76 DeepProtein/data/ppi_affinity/*.lmdb (to CSV)',
+    ),
+    "tape_remote_homology": (
+        "TAPE remote homology: 1,195 SCOP 1.75 folds, train 12,312 / valid 736 / fold-level test 718",
+        'MIT (ProteinBERT copy); TAPE BSD-3-Clause; SCOP 1.75 / DeepSF',
+        'nadavbra/protein_bert@83198c99 protein_benchmarks/remote_homology.{train,valid,test}.csv (gzipped)',
     ),
     "proteingym_single_site": (
         "30 ProteinGym single-site DMS assays (71,181 mutants), AlphaFold2 models of the wild types, ProteinGym v1 "

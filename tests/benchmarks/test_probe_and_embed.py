@@ -125,6 +125,16 @@ def test_feature_cache_is_reused(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert [p.shape for p in per] == [a.shape for a in again] == [(13, 64), (19, 64), (13, 64)]
 
 
+def test_pooled_batch_by_batch_equals_pooling_all(tiny_checkpoint: Path) -> None:
+    """Mean / tape features pooled as each batch is computed equal pooling the kept per-residue arrays."""
+    backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint), layers=[0, -1]))
+    seqs = ["MKTAYIAKQRQIS", "MLSEGEWQLVLHVWAKVEA", "ACDEFGHIKLMNP", "MK", "GSSGSSGWQLV"]
+    per = embed.embed_residues(backbone, seqs, batch_tokens=40)
+    for mode in ("mean", "tape"):
+        np.testing.assert_allclose(embed.features(backbone, seqs, mode, batch_tokens=40), embed.pool(per, mode),
+                                   atol=1e-6)
+
+
 def test_stream_embeddings_shards_match_direct(tiny_checkpoint: Path, tmp_path: Path) -> None:
     backbone = build_backbone(BackboneConfig(name="xtrimo", checkpoint=str(tiny_checkpoint)))
     rng = np.random.default_rng(0)

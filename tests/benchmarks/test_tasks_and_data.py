@@ -22,7 +22,7 @@ def test_every_task_file_loads_and_the_18_are_there() -> None:
     for s in specs:
         assert s.skip_reason or s.data.dataset in datasets.register_all(), s.name
     skipped = {s.name for s in specs if s.skip_reason}
-    assert skipped == {"fold_prediction", "enzyme_catalytic_efficiency", "peptide_hla_mhc_affinity",
+    assert skipped == {"enzyme_catalytic_efficiency", "peptide_hla_mhc_affinity",
                        "tcr_pmhc_affinity", "cloning_clf", "material_production"}
 
 
