@@ -90,7 +90,7 @@ def test_finetune_trains_everything(synthetic_task: MakeTask, tiny_checkpoint: P
 def test_unsupported_combinations_are_skipped_with_reason(synthetic_task: MakeTask) -> None:
     result = run_task(synthetic_task(), BackboneConfig(), ProtocolConfig(name="lora"))
     assert result["status"] == "skipped" and "has no weights to adapt" in result["reason"]
-    absent = run_named("fold_prediction", BackboneConfig(), ProtocolConfig())
+    absent = run_named("cloning_clf", BackboneConfig(), ProtocolConfig())
     assert absent["status"] == "skipped" and "not in ../shared/data" in absent["reason"]
 
 
@@ -104,13 +104,13 @@ def test_flip_gb1_ridge_reproduces_published(shared_data: Path) -> None:
 
 
 def test_bench_cli_writes_results(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["-m", "task=gb1_two_vs_rest,fold_prediction", f"output_dir={tmp_path}"]
+    argv = ["-m", "task=gb1_two_vs_rest,cloning_clf", f"output_dir={tmp_path}"]
     assert bench_main(argv) == 0
     run = tmp_path / "onehot-probe"
     record = json.loads((run / "gb1_two_vs_rest.json").read_text())
     assert record["status"] == "ok" and record["config"]["task"]["data"]["dataset"] == "flip_gb1"
     rows = {r["task"]: r for r in csv.DictReader(open(run / "summary.csv"))}
-    assert rows["gb1_two_vs_rest"]["baseline"] == "0.59" and rows["fold_prediction"]["status"] == "skipped"
+    assert rows["gb1_two_vs_rest"]["baseline"] == "0.59" and rows["cloning_clf"]["status"] == "skipped"
     assert (run / "summary.png").stat().st_size > 0 and "skipped" in (run / "summary.md").read_text()
     assert "published baseline 0.59" in capsys.readouterr().out
 
