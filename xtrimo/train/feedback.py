@@ -107,7 +107,7 @@ class TrainProgress(L.Callback):
         eta = left / steps_s if steps_s > 0 else None
         remaining = self.limit.remaining()
         total = trainer.max_steps
-        if remaining is not None and steps_s > 0 and remaining < (eta or float("inf")):
+        if remaining is not None and steps_s > 0 and remaining < (float("inf") if eta is None else eta):
             eta, total = remaining, min(total, trainer.global_step + int(remaining * steps_s))
         loss = trainer.callback_metrics.get("train/loss")
         postfix = (f"loss {float(loss):.3f}" if loss is not None else "") + (
