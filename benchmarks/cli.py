@@ -190,8 +190,7 @@ def run_supervised(cfg: BenchConfig) -> list[Path]:
         raise ValueError(f"protocol=supervised runs on one-hot features (backbone=onehot), not {cfg.backbone.name}")
     root, out = _suite_root(cfg), _run_dir(cfg)
     records = cross_validate_assays(root, cfg.protocol.folds, cfg.protocol.regressor, seed=cfg.protocol.seeds[0])
-    has_published = (root / "published_supervised_spearman.csv").is_file()
-    published = read_published_supervised(root, cfg.protocol.folds) if has_published else {}
+    published = read_published_supervised(root, cfg.protocol.folds)
     paths = pg.write_supervised_summary(records, published, root, out, f"xtrimo-bench: {out.name}")
     for path in paths:
         print(f"wrote {path}")

@@ -40,8 +40,10 @@ from scipy.stats import spearmanr
 
 from xtrimo.benchmarks.proteingym import Assay, Mutants, read_mutants, read_reference
 from xtrimo.benchmarks.proteingym_metrics import Aggregate, aggregate
+from xtrimo.scoring import parse_variant
+from xtrimo.tokenizer import STANDARD_RESIDUES
 
-AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
+AMINO_ACIDS = STANDARD_RESIDUES  # one-hot column order (alphabetical)
 _AA_INDEX = {aa: i for i, aa in enumerate(AMINO_ACIDS)}
 SCHEMES: tuple[str, ...] = ("random", "modulo", "contiguous")
 # create_folds_loop's fold count when an assay has fewer distinct mutated positions than folds
@@ -50,14 +52,6 @@ FALLBACK_FOLDS = 4
 _PNPT_ALPHABET, _PNPT_EXTRA_TOKENS = 33, 2
 # Hsu et al. 2022 (combining-evolutionary-and-assay-labelled-data, src/predictors/base_predictors.py)
 RIDGE_ALPHAS = (1e-1, 1e0, 1e1, 1e2, 1e3)
-
-
-def mutated_positions(codes: list[str]) -> np.ndarray:
-    """``[N]`` 1-based position of each mutant's first substitution (ProteinNPT's ``return_position_single``)."""
-    try:
-        return np.array([int(code.split(":")[0].strip()[1:-1]) for code in codes], dtype=np.int64)
-    except ValueError as exc:
-        raise ValueError(f"malformed mutant code ({exc}); expected e.g. A23G") from None
 
 
 def _fold_random(ranks: np.ndarray, n_folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,7 +87,8 @@ def folds(mutants: Mutants, assay: Assay, scheme: str, n_folds: int = 5, seed: i
     """
     if scheme not in FOLD_SCHEMES:
         raise ValueError(f"unknown fold scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
-    positions = mutated_positions(mutants.codes)
+    # 1-based position of each mutant's first substitution (ProteinNPT's return_position_single)
+    positions = np.array([parse_variant(c, assay.target_seq)[0][0] + 1 for c in mutants.codes], dtype=np.int64)
     distinct = np.unique(positions)  # sorted
     if distinct.size < n_folds:
         if distinct.size < FALLBACK_FOLDS or n_folds <= FALLBACK_FOLDS:
@@ -334,12 +329,13 @@ def aggregate_supervised(records: list[dict], assays: set[str] | None = None) ->
 
 def read_published_supervised(root: Path, scheme: str, model: str = "one_hot") -> dict[str, float]:
     """The published Spearman per DMS_id of ``model`` (``one_hot``: "One-Hot Encodings"; ``esm1v_embeddings``) for
-    ``scheme``, from ``root/published_supervised_spearman.csv`` (columns ``<model>_<scheme>``)."""
+    ``scheme``, from ``root/published_supervised_spearman.csv`` (columns ``<model>_<scheme>``); empty when the
+    folder has no such file."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown fold scheme {scheme!r}; valid: {', '.join(SCHEMES)}")
     path = root / "published_supervised_spearman.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"{root}: no published_supervised_spearman.csv")
+        return {}
     column = f"{model}_{scheme}"
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)

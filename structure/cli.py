@@ -24,7 +24,7 @@ from pathlib import Path
 from xtrimo.cli_utils import entry_point, make_parser
 from xtrimo.data.batching import length_batches
 from xtrimo.data.fasta import read_fasta
-from xtrimo.io import output_folder, write_csv, write_text
+from xtrimo.io import output_folder, refuse_nonempty, write_csv, write_text
 from xtrimo.progress import Progress
 from xtrimo.tokenizer import InvalidResidueError
 
@@ -105,8 +105,7 @@ def _run_fold(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"{args.input}: no FASTA records")
     out = Path(args.output)
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"output folder {out} is not empty: choose a new one (nothing was changed)")
+    refuse_nonempty(out)  # before the model loads; output_folder checks again when it starts writing
     folder = Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
     rows: dict[str, dict[str, object]] = {}
     good = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xtrimo.io import write_json
+from xtrimo.io import refuse_nonempty, write_json
 from xtrimo.structure.config import FoldConfig
 
 log = logging.getLogger("xtrimo.structure")
@@ -95,8 +95,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     from xtrimo.train.feedback import RunLimit, TrainProgress
 
     out = Path(cfg.output_dir)
-    if out.is_dir() and any(out.iterdir()):
-        raise FileExistsError(f"output_dir {out} holds an earlier run: choose a new output_dir (nothing was changed)")
+    refuse_nonempty(out, "output_dir")
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.seed, verbose=False)

@@ -100,6 +100,16 @@ def refuse_existing(path: str | Path, what: str = "output") -> None:
         raise FileExistsError(f"{what} {path} already exists; choose another path (nothing was changed)")
 
 
+def refuse_nonempty(path: str | Path, what: str = "output folder") -> None:
+    """Raise ``FileExistsError`` (one line) if ``path`` is a file or a folder holding anything."""
+    path = Path(path)
+    if path.is_file():
+        raise FileExistsError(f"{what} {path} is a file; choose a folder")
+    if path.is_dir() and any(path.iterdir()):
+        n = sum(1 for _ in path.iterdir())
+        raise FileExistsError(f"{what} {path} is not empty ({n} entries): choose a new folder (nothing was changed)")
+
+
 @contextmanager
 def output_folder(path: str | Path, what: str = "output folder") -> Iterator[Path]:
     """A new or empty folder for a command's results.
@@ -108,11 +118,7 @@ def output_folder(path: str | Path, what: str = "output folder") -> Iterator[Pat
     fails, the folder is removed again when this call created it, else emptied of what the body wrote.
     """
     path = Path(path)
-    if path.is_file():
-        raise FileExistsError(f"{what} {path} is a file; choose a folder")
-    if path.is_dir() and any(path.iterdir()):
-        n = sum(1 for _ in path.iterdir())
-        raise FileExistsError(f"{what} {path} is not empty ({n} entries): choose a new folder (nothing was changed)")
+    refuse_nonempty(path, what)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     try:
