@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from xtrimo.benchmarks.proteingym import Assay, Mutants, Scorer
+from xtrimo.benchmarks.proteinmpnn_decoder import batch_size_for, encode, log_probs
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def _tokens(sequences: list[str], length: int) -> np.ndarray:
     return lut[raw].reshape(len(sequences), length)
 
 
-def global_scores(model: torch.nn.Module, backbone: Backbone, tokens: np.ndarray, batch_size: int,
+def global_scores(model: torch.nn.Module, backbone: Backbone, tokens: np.ndarray, batch_size: int | None,
                   seed: int) -> np.ndarray:
     """ProteinGym's ProteinMPNN score of each sequence: the mean log-likelihood over residues with coordinates.
 
@@ -171,10 +172,13 @@ def global_scores(model: torch.nn.Module, backbone: Backbone, tokens: np.ndarray
     order, ``randn_1 = torch.randn(chain_M.shape)`` (one random decoding order), ``log_probs = model(...)`` and
     ``-1 * _scores(S, log_probs, mask)``. The draws come from a CPU generator seeded with ``seed``, one ``[1, L]``
     draw per sequence, so the orders do not depend on the device or ``batch_size`` and equal that script's on CPU
-    (where its ``--seed 0`` means a random seed, ``seed`` here is always the seed).
+    (where its ``--seed 0`` means a random seed, ``seed`` here is always the seed). The forward pass is
+    :func:`~xtrimo.benchmarks.proteinmpnn_decoder.log_probs` (the encoder once per backbone; equal to
+    ``model(...)`` up to float rounding).
 
     Args:
         tokens: ``[N, L]`` token ids over the backbone's residues.
+        batch_size: sequences per decoder pass (None: by an edge budget, :func:`batch_size_for`).
 
     Returns:
         ``[N]`` mean log-likelihoods.
@@ -182,14 +186,15 @@ def global_scores(model: torch.nn.Module, backbone: Backbone, tokens: np.ndarray
     utils = _utils()
     device = backbone.X.device
     generator = torch.Generator().manual_seed(seed)
+    encoded = encode(model, backbone)
+    batch_size = batch_size or batch_size_for(backbone.length, encoded.E_idx.shape[-1])
     out = []
     with torch.no_grad():
         for start in range(0, len(tokens), batch_size):
             S = torch.as_tensor(tokens[start:start + batch_size], device=device)
             randn = torch.cat([torch.randn(backbone.mask.shape, generator=generator) for _ in range(len(S))])
-            X, mask, chain_M, residue_idx, chain_encoding = backbone.expand(len(S))
-            log_probs = model(X, S, mask, chain_M, residue_idx, chain_encoding, randn.to(device))  # [B, L, 21]
-            out.append(-utils._scores(S, log_probs, mask).double().cpu().numpy())
+            lp = log_probs(model, encoded, S, randn.to(device))  # [B, L, 21]
+            out.append(-utils._scores(S, lp, backbone.mask).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -225,7 +230,7 @@ FORMS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def proteinmpnn_scorer(weights: str = "v_48_020", form: Form = "global", batch_size: int = 16, seed: int = 0,
+def proteinmpnn_scorer(weights: str = "v_48_020", form: Form = "global", batch_size: int | None = None, seed: int = 0,
                        structures: Path | None = None, device: str | None = None) -> Scorer:
     """ProteinMPNN's zero-shot score of every mutant of an assay, given the wild type's structure.
 
@@ -233,7 +238,7 @@ def proteinmpnn_scorer(weights: str = "v_48_020", form: Form = "global", batch_s
         weights: a package-data checkpoint (``v_48_002`` / ``010`` / ``020`` / ``030``; ``soluble/...``).
         form: ``global`` (ProteinGym's: mean log-likelihood of the mutated sequence, one decoder pass each) or
             ``conditional`` (one pass over the wild type; sum of log p(mut) - log p(wt) over mutated sites).
-        batch_size: sequences per forward pass of the global form.
+        batch_size: sequences per decoder pass of the global form (None: by residues x neighbours).
         seed: the decoding orders' seed.
         structures: folder of ``<DMS_id>.pdb.gz`` (default: ``<root>/structures``, root = the assays' parent).
         device: where the model runs (None: CUDA when available, else CPU).
@@ -246,7 +251,7 @@ def proteinmpnn_scorer(weights: str = "v_48_020", form: Form = "global", batch_s
     """
     if form not in FORMS:
         raise ValueError(f"unknown ProteinMPNN form {form!r}; valid: {', '.join(FORMS)}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(weights, device)
