@@ -186,7 +186,7 @@ def global_scores(model: torch.nn.Module, backbone: Backbone, tokens: np.ndarray
     utils = _utils()
     device = backbone.X.device
     generator = torch.Generator().manual_seed(seed)
-    encoded = encode(model, backbone)
+    encoded = encode(model, backbone.X, backbone.mask, backbone.chain_M, backbone.residue_idx, backbone.chain_encoding)
     batch_size = batch_size or batch_size_for(backbone.length, encoded.E_idx.shape[-1])
     out = []
     with torch.no_grad():

@@ -18,13 +18,9 @@ neighbours: j is visible to i iff j is decoded before i.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from xtrimo.benchmarks.proteinmpnn import Backbone
 
 # residues x neighbours per decoder batch: bounds the [B, L, K, H] edge tensors (~4 live at 128 x 4 bytes) near 1 GB
 EDGE_BUDGET = 16384 * 48
@@ -57,10 +53,11 @@ def _blocks(layer: torch.nn.Module) -> tuple[torch.Tensor, ...]:
 
 
 @torch.no_grad()
-def encode(model: torch.nn.Module, backbone: Backbone) -> Encoded:
-    """The encoder and every sequence-independent decoder term for ``backbone`` (as in ``ProteinMPNN.forward``)."""
-    X, mask, chain_M = backbone.X, backbone.mask, backbone.chain_M
-    E, E_idx = model.features(X, mask, backbone.residue_idx, backbone.chain_encoding)
+def encode(model: torch.nn.Module, X: torch.Tensor, mask: torch.Tensor, chain_M: torch.Tensor,
+           residue_idx: torch.Tensor, chain_encoding: torch.Tensor) -> Encoded:
+    """The encoder and every sequence-independent decoder term for one backbone (as in ``ProteinMPNN.forward``):
+    ``X`` ``[1, L, 4, 3]``, the rest ``[1, L]`` (``Backbone`` of :mod:`xtrimo.benchmarks.proteinmpnn`)."""
+    E, E_idx = model.features(X, mask, residue_idx, chain_encoding)
     h_V = torch.zeros((E.shape[0], E.shape[1], E.shape[-1]), device=E.device)
     h_E = model.W_e(E)
     mask_attend = mask.unsqueeze(-1) * _gather(mask.unsqueeze(-1), E_idx).squeeze(-1)

@@ -2,7 +2,9 @@
 
     xtrimo-fold -i seqs.fasta -o preds/ --checkpoint FOLD_DIR [--num-recycles 4] [--chunk-size 64]
                 [--max-tokens-per-batch 1024]
-      -> preds/<id>.pdb (all heavy atoms, pLDDT in the B-factor column) and preds/summary.csv
+    xtrimo-fold -i seqs.fasta -o preds/ --esmfold ESMFOLD_DIR [--max-memory-gb 16]
+      -> preds/<id>.pdb (all heavy atoms, pLDDT in the B-factor column), preds/<id>.json (per-residue pLDDT, pTM,
+         PAE matrix, under ColabFold's names: plddt, ptm, pae, max_pae) and preds/summary.csv
     xtrimo-fold-eval --pred preds/ --ref refs/ -o eval.csv
       -> TM-score (TM-align), GDT-TS, lDDT-CA and CA RMSD per target, then the means
 
@@ -36,11 +38,16 @@ def _fold_parser() -> argparse.ArgumentParser:
         "xtrimo-fold -i seqs.fasta -o preds/ --checkpoint runs/fold/head --num-recycles 4"])
     p.add_argument("-i", "--input", required=True, help="FASTA file (':' separates the chains of a complex)")
     p.add_argument("-o", "--output", required=True, help="output folder for <id>.pdb and summary.csv")
-    p.add_argument("--checkpoint", required=True, help="folding checkpoint (head.safetensors + config.yaml)")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="folding checkpoint (head.safetensors + config.yaml)")
+    model.add_argument("--esmfold", help="ESMFold checkpoint folder (Hugging Face format, e.g. facebook/esmfold_v1)")
+    p.add_argument("--max-memory-gb", type=float, default=None,
+                   help="ESMFold: activation budget the chunk size is chosen for (default: half the RAM / GPU memory)")
     p.add_argument("--plm-checkpoint", default=None, help="override the PLM directory named by the checkpoint")
     p.add_argument("--num-recycles", type=int, default=None, help="recycles (default: the checkpoint's max_recycles)")
     p.add_argument("--chunk-size", type=int, default=None, help="axial-attention chunk (default: chosen from length)")
-    p.add_argument("--max-tokens-per-batch", type=int, default=1024, help="residues per batch, padding included")
+    p.add_argument("--max-tokens-per-batch", type=int, default=1024,
+                   help="residues per batch, padding included (ESMFold: the batch shares --max-memory-gb)")
     p.add_argument("--keep-going", action="store_true",
                    help="fold the other records when one is bad (reported in summary.csv; exit code 1)")
     p.add_argument("--skip-implausible", action="store_true",
@@ -88,6 +95,7 @@ def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out
                 status = "ok" if odd is None else f"implausible: {odd}"
                 if odd is None or not args.skip_implausible:
                     write_text(out / f"{name}.pdb", res.to_pdb())
+                    write_text(out / f"{name}.json", confidence_json(res))
                 rows[name] = {"id": name, "length": len(res.sequence), "mean_plddt": f"{res.mean_plddt:.2f}",
                               "ptm": f"{res.ptm:.4f}", "seconds": f"{seconds:.2f}", "status": status}
                 if odd is not None:
@@ -96,17 +104,40 @@ def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out
             bar.update(len(batch), postfix=f"last pLDDT {results[-1].mean_plddt:.1f}")
 
 
-def _run_fold(args: argparse.Namespace) -> int:
+def confidence_json(result) -> str:
+    """ColabFold's ``scores.json`` fields for one prediction: ``plddt`` (per residue, 0-100), ``ptm``, ``pae``
+    (``[L, L]`` Angstrom, row = aligned residue) and ``max_pae`` (the last PAE bin's centre); pTM rounded as in
+    summary.csv."""
+    import json
+
+    from xtrimo.structure.model import PAE_MAX_BIN
+
+    return json.dumps({
+        "plddt": [round(float(v), 2) for v in result.plddt], "ptm": round(result.ptm, 4),
+        "pae": [[round(float(v), 2) for v in row] for row in result.pae],
+        "max_pae": PAE_MAX_BIN + 0.75,  # 64 bins of 0.5 A from 0: centres 0.25 ... 31.25 and 31.75 for the last
+    })
+
+
+def _load_folder(args: argparse.Namespace):
     from xtrimo.structure.folder import Folder
 
+    if args.esmfold:
+        return Folder.from_esmfold(args.esmfold, max_memory_gb=args.max_memory_gb)
+    return Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
+
+
+def _run_fold(args: argparse.Namespace) -> int:
     if args.max_tokens_per_batch < 1:
         raise ValueError("--max-tokens-per-batch must be positive")
+    if args.max_memory_gb is not None and args.max_memory_gb <= 0:
+        raise ValueError("--max-memory-gb must be positive")
     records = read_records(Path(args.input))
     if not records:
         raise ValueError(f"{args.input}: no FASTA records")
     out = Path(args.output)
     refuse_nonempty(out)  # before the model loads; output_folder checks again when it starts writing
-    folder = Folder.from_pretrained(args.checkpoint, args.plm_checkpoint)
+    folder = _load_folder(args)
     rows: dict[str, dict[str, object]] = {}
     good = []
     for name, seq in records:

@@ -23,8 +23,9 @@ from xtrimo.io import atomic_directory
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
+from xtrimo.structure.esmfold import EsmFold, chunk_for_memory, default_budget_gb, load_esmfold
 from xtrimo.structure.model import FoldingHead
-from xtrimo.structure.outputs import Residues
+from xtrimo.structure.outputs import FoldOutput, Residues
 from xtrimo.data.pdb import ProteinStructure, sequence_to_aatype
 from xtrimo.tokenizer import ResidueTokenizer
 
@@ -32,6 +33,8 @@ log = logging.getLogger("xtrimo.structure")
 
 LINKER = "G" * 25  # ESMFold's complex input: chains joined by a poly-G linker ...
 CHAIN_GAP = 512  # ... and a residue-index jump so the relative-position embedding sees separate chains
+# ESM-2's rotary positions set no length limit; the memory budget does (EsmFolder.check_sequence)
+ESMFOLD_MAX_LENGTH = 100_000
 
 
 @dataclass
@@ -111,12 +114,14 @@ def split_chains(sequence: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray
 
 
 class Folder:
-    """Folds sequences with a frozen PLM and a trained :class:`FoldingHead`."""
+    """Folds sequences: a frozen PLM and a trained :class:`FoldingHead` (:meth:`from_pretrained`), or an ESMFold
+    checkpoint (:meth:`from_esmfold`)."""
 
     def __init__(self, plm: XTrimoPGLM, head: FoldingHead) -> None:
         self.plm = plm.eval()
         self.head = head.eval()
         self.cfg = head.cfg
+        self.max_length = head.cfg.max_length
 
     @classmethod
     def from_pretrained(cls, path: str | Path, plm_checkpoint: str | Path | None = None) -> Folder:
@@ -144,6 +149,17 @@ class Folder:
             raise CheckpointError(f"{path}: head weights do not match config.yaml ({str(exc).splitlines()[0]})") from None
         return cls(plm, head)
 
+    @staticmethod
+    def from_esmfold(path: str | Path, device: str | None = None, max_memory_gb: float | None = None) -> EsmFolder:
+        """An ESMFold checkpoint folder (e.g. a downloaded ``facebook/esmfold_v1``) through xtrimo's trunk
+        (:mod:`xtrimo.structure.esmfold`); the chunk size of each batch fits ``max_memory_gb`` (default: half
+        of the RAM or of the GPU's memory).
+
+        Raises:
+            CheckpointError: a missing or mismatched ESMFold folder (one line).
+        """
+        return EsmFolder(load_esmfold(path, device), max_memory_gb)
+
     def save_pretrained(self, path: str | Path) -> None:
         save_head(self.head, path)
 
@@ -153,11 +169,17 @@ class Folder:
         if not seq.replace(":", ""):
             raise ValueError(f"record {name!r}: empty sequence")
         joined = split_chains(seq)[0]
-        if len(joined) > self.cfg.max_length:
+        if len(joined) > self.max_length:
             raise ValueError(f"record {name!r}: {len(joined)} residues (linkers included) is over the limit "
-                             f"max_length={self.cfg.max_length}")
+                             f"max_length={self.max_length}")
         ResidueTokenizer().encode(joined, name)  # InvalidResidueError names the record and position
         return seq
+
+    def predict(self, sequences: list[str], residues: Residues, num_recycles: int | None,
+                chunk_size: int | None) -> FoldOutput:
+        """The model's outputs for joined sequences and their :class:`Residues` (``[B, N]``, right-padded)."""
+        states, attn, _ = plm_features(self.plm, sequences, self.cfg.use_attention_maps)
+        return self.head(states, attn, residues, num_recycles, chunk_size)
 
     @torch.no_grad()
     def fold_batch(
@@ -172,37 +194,75 @@ class Folder:
         names = names or [f"#{i}" for i in range(len(sequences))]
         seqs = [self.check_sequence(s, n) for s, n in zip(sequences, names)]
         parts = [split_chains(s) for s in seqs]
-        joined = [p[0] for p in parts]
-        states, attn, mask = plm_features(self.plm, joined, self.cfg.use_attention_maps)
-        n = mask.shape[1]
+        n = max(len(p[0]) for p in parts)
         aatype = torch.zeros(len(seqs), n, dtype=torch.long)
         resid = torch.zeros(len(seqs), n, dtype=torch.long)
+        mask = torch.zeros(len(seqs), n)
         for i, (s, r, _, _) in enumerate(parts):
             aatype[i, : len(s)] = torch.from_numpy(sequence_to_aatype(s))
             resid[i, : len(s)] = torch.from_numpy(r)
-        dev = mask.device
-        out = self.head(states, attn, Residues(aatype.to(dev), resid.to(dev), mask), num_recycles, chunk_size)
+            mask[i, : len(s)] = 1
+        dev = self.device
+        out = self.predict([p[0] for p in parts], Residues(aatype.to(dev), resid.to(dev), mask.to(dev)),
+                           num_recycles, chunk_size)
         return [self._result(out, i, parts[i]) for i in range(len(seqs))]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.plm.parameters()).device
 
     def fold(self, sequence: str, num_recycles: int | None = None, chunk_size: int | None = None) -> FoldResult:
         """Fold one sequence (chains of a complex separated by ``:``)."""
         return self.fold_batch([sequence], None, num_recycles, chunk_size)[0]
 
-    def _result(self, out: dict[str, torch.Tensor], i: int, part: tuple) -> FoldResult:
+    def _result(self, out: FoldOutput, i: int, part: tuple) -> FoldResult:
         seq, resid, chain, keep = part
         n = len(seq)
         pos = out.atom37_positions[i, :n].cpu().numpy()[keep]
         mask = out.atom37_atom_exists[i, :n].cpu().numpy()[keep]
         plddt = out.plddt[i, :n].cpu().numpy()[keep]
+        atom_plddt = out.atom_plddt[i, :n].cpu().numpy()[keep]
         pae = out.predicted_aligned_error[i, :n, :n].cpu().numpy()[np.ix_(keep, keep)]
         chain = chain[keep]
         starts = np.searchsorted(chain, chain)  # residue numbers restart at 1 in every chain
         structure = ProteinStructure(
             aatype=sequence_to_aatype(seq)[keep], atom_positions=pos, atom_mask=mask,
-            residue_index=np.arange(len(chain)) - starts + 1, chain_index=chain,
-            b_factors=np.repeat(plddt[:, None], 37, axis=1) * mask,
+            residue_index=np.arange(len(chain)) - starts + 1, chain_index=chain, b_factors=atom_plddt * mask,
         )
         return FoldResult(structure=structure, plddt=plddt, ptm=float(out.ptm[i]), pae=pae)
+
+
+class EsmFolder(Folder):
+    """:class:`Folder` over an ESMFold checkpoint (:class:`~xtrimo.structure.esmfold.EsmFold`)."""
+
+    def __init__(self, model: EsmFold, max_memory_gb: float | None = None) -> None:
+        self.model = model.eval()
+        self.max_memory_gb = max_memory_gb
+        self.max_length = ESMFOLD_MAX_LENGTH
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.af2_to_esm.device
+
+    def check_sequence(self, sequence: str, name: str = "<input>") -> str:
+        """As :meth:`Folder.check_sequence`, and the chain must fit the memory budget at some chunk size."""
+        seq = super().check_sequence(sequence, name)
+        try:
+            chunk_for_memory(len(split_chains(seq)[0]), self.model.trunk_cfg, self.max_memory_gb)
+        except MemoryError as exc:
+            raise ValueError(f"record {name!r}: {exc}") from None
+        return seq
+
+    def predict(self, sequences: list[str], residues: Residues, num_recycles: int | None,
+                chunk_size: int | None) -> FoldOutput:
+        """ESMFold's outputs; the chunk fits the budget shared by the batch's chains."""
+        b, n = residues.aatype.shape
+        budget = (self.max_memory_gb if self.max_memory_gb is not None else default_budget_gb()) / b
+        chunk = chunk_size or chunk_for_memory(n, self.model.trunk_cfg, budget)
+        return self.model(residues, num_recycles, chunk)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        raise TypeError("an ESMFold folder is read from its checkpoint; there is no xtrimo head to save")
 
 
 def save_head(head: FoldingHead, path: str | Path) -> None:

@@ -111,10 +111,11 @@ class FoldingHead(nn.Module):
         ptm = torch.stack([compute_tm(ptm_logits[i, :m, :m], max_bin=PAE_MAX_BIN, no_bins=self.cfg.heads.distogram_bins)
                            for i, m in enumerate(lengths)])
         pae = compute_predicted_aligned_error(ptm_logits, max_bin=PAE_MAX_BIN, no_bins=self.cfg.heads.distogram_bins)
+        plddt = 100.0 * categorical_lddt(lddt_logits[-1], bins=self.cfg.heads.lddt_bins)[..., rc.atom_order["CA"]]
         return FoldOutput(
             **vars(trunk), aatype=sm_aatype, atom37_positions=atom14_to_atom37(trunk.positions[-1], atoms),
             **{k: v for k, v in atoms.items() if k != "aatype"},
             distogram_logits=(logits + logits.transpose(1, 2)) / 2, lddt_logits=lddt_logits,
-            plddt=100.0 * categorical_lddt(lddt_logits[-1], bins=self.cfg.heads.lddt_bins)[..., rc.atom_order["CA"]],
+            plddt=plddt, atom_plddt=plddt[..., None].expand(*plddt.shape, 37),
             ptm_logits=ptm_logits, ptm=ptm, predicted_aligned_error=pae["predicted_aligned_error"],
         )

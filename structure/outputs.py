@@ -70,6 +70,8 @@ class FoldOutput(TrunkOutput):
         distogram_logits: ``[B, N, N, distogram_bins]`` symmetric.
         lddt_logits: ``[S, B, N, 37, lddt_bins]``.
         plddt: ``[B, N]`` CA pLDDT, 0-100.
+        atom_plddt: ``[B, N, 37]`` pLDDT per atom (ESMFold's B-factors); the own head, trained on CA lDDT only,
+            repeats the CA value.
         ptm_logits: ``[B, N, N, distogram_bins]``; ptm: ``[B]``.
         predicted_aligned_error: ``[B, N, N]`` Angstrom, in [0, 31].
     """
@@ -83,6 +85,7 @@ class FoldOutput(TrunkOutput):
     distogram_logits: torch.Tensor
     lddt_logits: torch.Tensor
     plddt: torch.Tensor
+    atom_plddt: torch.Tensor
     ptm_logits: torch.Tensor
     ptm: torch.Tensor
     predicted_aligned_error: torch.Tensor
