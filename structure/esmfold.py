@@ -124,14 +124,14 @@ class EsmFold(nn.Module):
         b, n = aa.shape
         esm_s = self.language_model_states(aa, mask).to(self.esm_s_combine.dtype)
         s_s_0 = self.esm_s_mlp((self.esm_s_combine.softmax(0).unsqueeze(0) @ esm_s).squeeze(2))
-        s_z_0 = s_s_0.new_zeros(b, n, n, self.c_z)
         if self.embedding is not None:
             s_s_0 = s_s_0 + self.embedding(aa)
         passes = self.trunk_cfg.max_recycles if num_recycles is None else num_recycles + 1
         if passes < 1:
             raise ValueError(f"num_recycles must be >= 0, got {num_recycles}")
         chunk = chunk_size or chunk_for_memory(n, self.trunk_cfg)
-        trunk = self.trunk(s_s_0, s_z_0, Residues(aa, residues.residue_index, mask), passes - 1, chunk)
+        # ESMFold's initial pair state is zeros (s_z_0 = None: the trunk does not hold a zero tensor)
+        trunk = self.trunk(s_s_0, None, Residues(aa, residues.residue_index, mask), passes - 1, chunk)
         atoms = make_atom14_masks({"aatype": aa})
         for key in ("atom14_atom_exists", "atom37_atom_exists"):
             atoms[key] = atoms[key] * mask.unsqueeze(-1)
@@ -153,16 +153,17 @@ class EsmFold(nn.Module):
 
 
 def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
-    """Estimated activation peak of one ESMFold-style inference at ``length`` residues.
+    """Estimated activation peak of one ESMFold-style inference at ``length`` residues (an upper bound).
 
-    Counted: ~10 pair-sized float32 tensors ``[N, N, c_z]`` alive at once (the initial and recycled pair states,
-    the block's input, the triangle multiplication's a / b / gate / product, the distogram, pTM and PAE tensors of
-    64 bins at c_z = 128), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and
-    the scores ``[chunk, heads, N, N]``). Checked against measured peaks in docs/structure.md.
+    Counted: 6 pair-sized float32 tensors ``[N, N, c_z]`` alive at once (the block's input and output, the
+    triangle multiplication's a / b / gate / product; the trunk holds no initial or recycled pair state beside
+    them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
+    ``[chunk, heads, N, N]``). Measured at ESMFold's widths (benchmarks/speed/esmfold_speed.py): 3.2 GB at
+    N = 1,000 (chunk 64) against 3.9 GB estimated.
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length
-    return BYTES * (10 * length * length * cfg.c_z + rows * length * (3 * cfg.c_z + heads * length))
+    return BYTES * (6 * length * length * cfg.c_z + rows * length * (3 * cfg.c_z + heads * length))
 
 
 def chunk_for_memory(length: int, cfg: TrunkConfig, budget_gb: float | None = None) -> int | None:

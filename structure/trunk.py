@@ -103,7 +103,7 @@ class FoldingTrunk(nn.Module):
     def forward(
         self,
         s_s_0: torch.Tensor,
-        s_z_0: torch.Tensor,
+        s_z_0: torch.Tensor | None,
         residues: Residues,
         num_recycles: int | None = None,
         chunk_size: int | None = None,
@@ -112,7 +112,8 @@ class FoldingTrunk(nn.Module):
 
         Args:
             s_s_0: ``[B, N_res, c_s]`` initial single state.
-            s_z_0: ``[B, N_res, N_res, c_z]`` initial pair state.
+            s_z_0: ``[B, N_res, N_res, c_z]`` initial pair state, or None for zeros (ESMFold's; one pair-sized
+                tensor less in memory).
             residues: the chains (:class:`Residues`; residue types as the structure module places atoms).
             num_recycles: extra passes (default ``cfg.max_recycles``); only the last one gets gradients.
             chunk_size: axial-attention chunk; default ``cfg.chunk_size`` or :func:`auto_chunk_size`.
@@ -123,19 +124,22 @@ class FoldingTrunk(nn.Module):
         recycles = self.cfg.max_recycles if num_recycles is None else num_recycles
         if recycles < 0:
             raise ValueError(f"num_recycles must be >= 0, got {recycles}")
-        chunk = chunk_size or self.cfg.chunk_size or auto_chunk_size(s_s_0.shape[1], self.cfg.c_z)
+        b, n = s_s_0.shape[:2]
+        chunk = chunk_size or self.cfg.chunk_size or auto_chunk_size(n, self.cfg.c_z)
         aatype, residue_index, mask = residues.aatype, residues.residue_index, residues.mask
         mask_f = mask.to(s_s_0.dtype)
         recycle_s = torch.zeros_like(s_s_0)
-        recycle_z = torch.zeros_like(s_z_0)
-        bins = torch.zeros(s_z_0.shape[:-1], dtype=torch.long, device=s_z_0.device)
+        recycle_z = s_s_0.new_zeros(b, n, n, self.cfg.c_z)
+        bins = torch.zeros((b, n, n), dtype=torch.long, device=s_s_0.device)
         for i in range(recycles + 1):
             last = i == recycles
             with contextlib.nullcontext() if last else torch.no_grad():
-                rs = self.recycle_s_norm(recycle_s.detach())
-                rz = self.recycle_z_norm(recycle_z.detach()) + self.recycle_disto(bins)
-                s = s_s_0 + rs
-                z = s_z_0 + rz + self.pairwise_positional_embedding(residue_index, mask=mask)
+                s = s_s_0 + self.recycle_s_norm(recycle_s.detach())
+                z = self.recycle_z_norm(recycle_z.detach()) + self.recycle_disto(bins)
+                # the previous pass's pair state is not needed past this point: free it before the blocks run
+                recycle_z = None
+                z = z + s_z_0 if s_z_0 is not None else z
+                z = z + self.pairwise_positional_embedding(residue_index, mask=mask)
                 for block in self.blocks:
                     s, z = block(s, z, mask=mask_f, chunk_size=chunk)
                 structure = self.structure_module(

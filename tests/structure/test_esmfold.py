@@ -139,8 +139,8 @@ def test_chunk_follows_memory_budget(folder: Folder) -> None:
     cfg = folder.model.trunk_cfg
     assert chunk_for_memory(50, cfg, 1.0) is None  # short chains unchunked
     assert chunk_for_memory(1000, cfg, 64.0) == 64  # at most 64 rows on the CPU
-    small = chunk_for_memory(3000, cfg, 12.5)
-    assert small is not None and small < 64 and peak_bytes(3000, cfg, small) <= 12.5 * 2 ** 30 < peak_bytes(3000, cfg, 2 * small)
+    small = chunk_for_memory(3000, cfg, 10.0)
+    assert small is not None and small < 64 and peak_bytes(3000, cfg, small) <= 10 * 2 ** 30 < peak_bytes(3000, cfg, 2 * small)
     with pytest.raises(MemoryError, match="3000 residues need about"):
         chunk_for_memory(3000, cfg, 0.5)
 

@@ -1,0 +1,125 @@
+"""ESMFold through xtrimo (``Folder.from_esmfold(...).fold``, the path ``xtrimo-fold --esmfold`` runs) vs transformers'
+``EsmForProteinFolding.infer`` at its fastest chunk size: time and peak memory of one fold.
+
+A script, not a test. The model is ESMFold v1's trunk and structure module (48 blocks, c_s 1024, c_z 128, head
+widths 32, structure module 384 / 128, 8 IPA blocks) with random weights behind a small random ESM-2 (6 x 320, the
+8M model's shape) so that the language model does not dominate; one pass (``max_recycles = 1``), batch 1, float32.
+It is written once with ``save_pretrained`` and each measurement loads it in a fresh process, so that the peak
+(``ru_maxrss`` growth during the fold) is that fold's own. The peer runs at each of ``--peer-chunks`` (0 =
+unchunked) and its fastest is reported; xtrimo chooses its chunk from the length and ``--max-memory-gb``.
+
+    python benchmarks/speed/esmfold_speed.py --lengths 256 --threads 2                 # vs the peer
+    python benchmarks/speed/esmfold_speed.py --lengths 1000 2000 --blocks 1 --no-peer  # memory at long lengths
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+AA = "ACDEFGHIKLMNPQRSTVWY"
+
+
+def build(path: Path, blocks: int) -> None:
+    """Write a random ESMFold (ESMFold v1's trunk config with ``blocks`` blocks, a 6 x 320 ESM-2) to ``path``."""
+    import torch
+    from transformers import EsmConfig, EsmForProteinFolding
+
+    vocab = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-", "<null_1>", "<mask>"]
+    cfg = EsmConfig(vocab_size=33, hidden_size=320, num_hidden_layers=6, num_attention_heads=20,
+                    intermediate_size=1280, max_position_embeddings=1026, position_embedding_type="rotary",
+                    pad_token_id=1, mask_token_id=32, token_dropout=True, emb_layer_norm_before=False,
+                    vocab_list=vocab, is_folding_model=True, architectures=["EsmForProteinFolding"],
+                    esmfold_config=dict(fp16_esm=False, trunk=dict(num_blocks=blocks, max_recycles=1)))
+    torch.manual_seed(0)
+    model = EsmForProteinFolding(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.01 if "structure_module" in name else 0.02))
+    model.save_pretrained(path)
+
+
+def _measure(queue, impl: str, path: str, sequence: str, chunk: int | None, args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if impl == "xtrimo":
+        from xtrimo.structure import Folder
+
+        folder = Folder.from_esmfold(path, device="cpu", max_memory_gb=args.max_memory_gb)
+
+        def fold():
+            return folder.fold(sequence)
+    else:
+        from transformers import EsmForProteinFolding
+
+        model = EsmForProteinFolding.from_pretrained(path).eval()
+        model.trunk.set_chunk_size(chunk)
+
+        def fold():
+            return model.infer(sequence)
+    times = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        fold()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    queue.put((min(times), peak / 2 ** 20))  # KiB -> GiB
+
+
+def run(impl: str, path: Path, sequence: str, chunk: int | None, args: argparse.Namespace) -> tuple[float, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_measure, args=(queue, impl, str(path), sequence, chunk, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--blocks", type=int, default=48)
+    p.add_argument("--peer-chunks", type=int, nargs="+", default=[0, 64, 128], help="0 = unchunked")
+    p.add_argument("--no-peer", action="store_true", help="xtrimo only (long chains: time and peak)")
+    p.add_argument("--max-memory-gb", type=float, default=16.0)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    import random
+
+    from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes, xtrimo_trunk_config
+
+    print(f"ESMFold v1 trunk ({args.blocks} blocks, c_s 1024, c_z 128, structure module 384/128 x 8), ESM-2 6 x 320, "
+          f"random weights, one pass, float32, {args.threads} thread(s), best of {args.repeats}; xtrimo: "
+          f"--max-memory-gb {args.max_memory_gb}; peer: EsmForProteinFolding.infer, chunk sizes "
+          f"{[c or 'none' for c in args.peer_chunks]}, fastest reported")
+    print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>9} {'xtrimo GB':>10} {'estimate GB':>11} {'peer s (chunk)':>15} "
+          f"{'peer GB':>8} {'speed-up':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "esmfold"
+        build(path, args.blocks)
+        from transformers import EsmConfig
+
+        trunk = xtrimo_trunk_config(EsmConfig.from_pretrained(path).esmfold_config.trunk)
+        for length in args.lengths:
+            sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
+            chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
+            estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
+            ours, ours_mem = run("xtrimo", path, sequence, None, args)
+            line = f"{length:>5} {chunk or 'none':>5} {ours:>9.1f} {ours_mem:>10.2f} {estimate:>11.2f}"
+            if not args.no_peer:
+                peer = [(run("peer", path, sequence, c or None, args), c) for c in args.peer_chunks]
+                (best, best_mem), best_chunk = min(peer, key=lambda r: r[0][0])
+                line += f" {best:>8.1f} ({best_chunk or 'none':>4}) {best_mem:>8.2f} {best / ours:>8.2f}x"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
