@@ -40,6 +40,9 @@ from xtrimo.structure.outputs import FoldOutput, Residues
 from xtrimo.structure.trunk import FoldingTrunk, trunk_config
 
 CA = 1  # atom37 index of CA
+# structure-module settings of transformers' config that our StructureModuleConfig leaves at their defaults
+FIXED_STRUCTURE_MODULE = ("num_transition_layers", "num_resnet_blocks", "num_angles", "trans_scale_factor",
+                          "epsilon", "inf")
 BYTES = 4  # float32 activations
 
 
@@ -60,12 +63,23 @@ def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
             no_blocks=sm.num_blocks, dropout=sm.dropout_rate,
         ),
     )
-    built = trunk_config(ours).structure_module.to_dict()
-    for key, value in sm.to_dict().items():  # settings without a field of ours must be the defaults we build
-        if key in built and not key.startswith("_") and key != "dropout_rate" and built[key] != value:
-            raise CheckpointError(f"ESMFold structure_module.{key} = {value!r} is not supported (xtrimo builds "
-                                  f"{built[key]!r})")
+    built = trunk_config(ours).structure_module
+    for key in FIXED_STRUCTURE_MODULE:  # settings without a field of ours must be the defaults we build
+        if getattr(sm, key) != getattr(built, key):
+            raise CheckpointError(f"ESMFold structure_module.{key} = {getattr(sm, key)!r} is not supported (xtrimo "
+                                  f"builds {getattr(built, key)!r})")
     return ours
+
+
+def check_esmfold_config(esmfold_config) -> None:
+    """Refuse the ESMFold options no released checkpoint uses and transformers' port does not run the same way.
+
+    Raises:
+        CheckpointError: one line naming the option.
+    """
+    for key in ("use_esm_attn_map", "esm_ablate_sequence", "esm_ablate_pairwise", "bypass_lm"):
+        if getattr(esmfold_config, key, False):
+            raise CheckpointError(f"ESMFold option {key} = true is not supported")
 
 
 class EsmFold(nn.Module):
@@ -208,6 +222,11 @@ def load_esmfold(path: str | Path, device: str | torch.device | None = None) -> 
         raise CheckpointError(f"{path}: unreadable config.json ({str(exc).splitlines()[0]})") from None
     if not getattr(config, "is_folding_model", False) or config.esmfold_config is None:
         raise CheckpointError(f"{path}: config.json is not an ESMFold (EsmForProteinFolding) config")
+    try:
+        check_esmfold_config(config.esmfold_config)
+        xtrimo_trunk_config(config.esmfold_config.trunk)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     on_cuda = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
     config.esmfold_config.fp16_esm = bool(config.esmfold_config.fp16_esm and on_cuda)
     try:

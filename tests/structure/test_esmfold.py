@@ -206,3 +206,15 @@ def test_cli_bad_esmfold_folder_is_one_line_and_writes_nothing(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and len(err) == 1 and "no config.json" in err[0]
     assert not (tmp_path / "preds").exists()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["esmfold_config"]["trunk"]["structure_module"].update(num_angles=5), "num_angles = 5"),
+    (lambda c: c["esmfold_config"].update(bypass_lm=True), "bypass_lm = true"),
+])
+def test_unsupported_esmfold_settings_are_refused(tmp_path: Path, esmfold_dir: Path, edit, message) -> None:
+    cfg = json.loads((esmfold_dir / "config.json").read_text())
+    edit(cfg)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=message):
+        Folder.from_esmfold(tmp_path)
