@@ -9,6 +9,8 @@ same shape with random weights. Same assays, float32, same threads, one run. A s
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import resource
 import time
 
 import numpy as np
@@ -39,37 +41,60 @@ def esm_scores(model, alphabet, wildtype: str, codes: list[str], masked: bool) -
                          parse_variant(code, wildtype)) for code in codes])
 
 
-def main() -> None:
+def _side(queue, side: str, rule: str, args: argparse.Namespace) -> None:
+    """One side's scoring of every assay in a fresh process: (seconds, mutants, peak GB = ``ru_maxrss`` growth
+    over the scoring, so that each side's peak is its own)."""
     import esm
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="xtrimo MLM checkpoint directory")
-    p.add_argument("--assays", default="BLAT_ECOLX_Firnberg_2014,SUMO1_HUMAN_Weile_2017,IF1_ECOLI_Kelsic_2016")
-    args = p.parse_args()
+    torch.set_num_threads(args.threads)
     register_all()
     root = dataset_path("proteingym_single_site")
     assays = [a for a in read_reference(root) if a.dms_id in args.assays.split(",")]
     model = XTrimoPGLM.from_pretrained(args.checkpoint).eval()
     c = model.config
-    alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
-    peer = esm.ESM2(num_layers=c.num_layers, embed_dim=c.hidden_size, attention_heads=c.num_attention_heads,
-                    alphabet=alphabet, token_dropout=True).eval()
-    print(f"{torch.get_num_threads()} threads; xtrimo {c.num_layers} x {c.hidden_size} ({c.num_attention_heads} heads) "
-          f"vs fair-esm ESM2 of the same shape; float32; assays: {', '.join(a.dms_id for a in assays)}")
+    if side == "fair-esm":
+        alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
+        model = esm.ESM2(num_layers=c.num_layers, embed_dim=c.hidden_size, attention_heads=c.num_attention_heads,
+                         alphabet=alphabet, token_dropout=True).eval()
+    mutants = [read_mutants(a) for a in assays]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    for assay, m in zip(assays, mutants):
+        if side == "xtrimo":
+            model_scorer(model, rule)(assay, m)
+        else:
+            esm_scores(model, alphabet, assay.target_seq, m.codes, rule == "masked_marginals")
+    seconds = time.perf_counter() - t0
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2 ** 20  # KiB -> GiB
+    queue.put((seconds, sum(len(m.codes) for m in mutants), peak))
+
+
+def _run(side: str, rule: str, args: argparse.Namespace) -> tuple[float, int, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_side, args=(queue, side, rule, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="xtrimo MLM checkpoint directory")
+    p.add_argument("--assays", default="BLAT_ECOLX_Firnberg_2014,SUMO1_HUMAN_Weile_2017,IF1_ECOLI_Kelsic_2016")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = p.parse_args()
+    c = XTrimoPGLM.from_pretrained(args.checkpoint).config
+    print(f"{args.threads} threads; xtrimo {c.num_layers} x {c.hidden_size} ({c.num_attention_heads} heads) vs "
+          f"fair-esm ESM2 of the same shape; float32; assays: {args.assays}; each side in its own process, peak = "
+          f"RSS growth while scoring")
     for rule in ("masked_marginals", "wt_marginals"):
-        ours_t = theirs_t = 0.0
-        n = 0
-        for assay in assays:
-            mutants = read_mutants(assay)
-            t0 = time.perf_counter()
-            model_scorer(model, rule)(assay, mutants)
-            ours_t += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            esm_scores(peer, alphabet, assay.target_seq, mutants.codes, rule == "masked_marginals")
-            theirs_t += time.perf_counter() - t0
-            n += len(mutants.codes)
-        print(f"{rule:>17}: xtrimo {n / ours_t:8.0f} mutants/s, fair-esm predict.py logic {n / theirs_t:8.0f} "
-              f"mutants/s, ratio {theirs_t / ours_t:.2f}x ({n} mutants)")
+        ours_t, n, ours_gb = _run("xtrimo", rule, args)
+        theirs_t, _, theirs_gb = _run("fair-esm", rule, args)
+        print(f"{rule:>17}: xtrimo {n / ours_t:8.0f} mutants/s ({ours_gb:.2f} GB), fair-esm predict.py logic "
+              f"{n / theirs_t:8.0f} mutants/s ({theirs_gb:.2f} GB), ratio {theirs_t / ours_t:.2f}x ({n} mutants)",
+              flush=True)
 
 
 if __name__ == "__main__":
