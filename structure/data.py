@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import Dataset
 
 from xtrimo.progress import Progress
-from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.structure.folder import plm_features
 from xtrimo.data.pdb import ProteinStructure, read_structure
 
@@ -64,7 +63,7 @@ class StructureExample:
 
 
 def load_examples(
-    files: list[Path], plm: XTrimoPGLM, with_attentions: bool, max_length: int | None = None
+    files: list[Path], plm, with_attentions: bool, max_length: int | None = None
 ) -> list[StructureExample]:
     """Parse ``files`` and run the PLM once over each full chain (crops are cut from these features later)."""
     out = []

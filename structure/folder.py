@@ -23,6 +23,7 @@ from xtrimo.io import atomic_directory
 from xtrimo.model.glm import XTrimoPGLM
 from xtrimo.model.layout import read_batch
 from xtrimo.structure.config import FOLD_CONFIG_NAME, FOLD_WEIGHTS_NAME, FoldConfig
+from xtrimo.structure.esm_plm import EsmLanguageModel, is_esm_checkpoint
 from xtrimo.structure.esmfold import EsmFold, chunk_for_memory, default_budget_gb, load_esmfold
 from xtrimo.structure.model import FoldingHead
 from xtrimo.structure.outputs import FoldOutput, Residues
@@ -65,8 +66,18 @@ class FoldResult:
         return self.structure.to_pdb()
 
 
+def load_plm(path: str | Path) -> XTrimoPGLM | EsmLanguageModel:
+    """The frozen PLM in ``path``: an xTrimoPGLM checkpoint, or ESM-2 in transformers' format (``config.json`` with
+    ``model_type: esm``; :mod:`xtrimo.structure.esm_plm`).
+
+    Raises:
+        CheckpointError: neither (one line).
+    """
+    return EsmLanguageModel.from_pretrained(path) if is_esm_checkpoint(path) else XTrimoPGLM.from_pretrained(path)
+
+
 def plm_features(
-    plm: XTrimoPGLM, sequences: list[str], with_attentions: bool = True
+    plm: XTrimoPGLM | EsmLanguageModel, sequences: list[str], with_attentions: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Frozen PLM outputs aligned to residues (special tokens dropped), read in the PLM's own mode.
 
@@ -74,6 +85,8 @@ def plm_features(
         states ``[B, N, num_layers + 1, H]``, attentions ``[B, num_layers * heads, N, N]`` (or None) and the residue
         mask ``[B, N]``.
     """
+    if isinstance(plm, EsmLanguageModel):
+        return plm.features(sequences, with_attentions)
     inputs, first = read_batch(sequences, plm.config.read_mode)
     inputs = inputs.to(next(plm.parameters()).device)
     n, cols = max(len(s) for s in sequences), slice(first, first + max(len(s) for s in sequences))
@@ -117,7 +130,7 @@ class Folder:
     """Folds sequences: a frozen PLM and a trained :class:`FoldingHead` (:meth:`from_pretrained`), or an ESMFold
     checkpoint (:meth:`from_esmfold`)."""
 
-    def __init__(self, plm: XTrimoPGLM, head: FoldingHead) -> None:
+    def __init__(self, plm: XTrimoPGLM | EsmLanguageModel, head: FoldingHead) -> None:
         self.plm = plm.eval()
         self.head = head.eval()
         self.cfg = head.cfg
@@ -137,7 +150,7 @@ class Folder:
         plm_dir = Path(plm_checkpoint or cfg.plm.checkpoint)
         if not plm_dir.is_absolute():
             plm_dir = path / plm_dir
-        plm = XTrimoPGLM.from_pretrained(plm_dir)
+        plm = load_plm(plm_dir)
         shape = (plm.config.num_layers, plm.config.hidden_size, plm.config.num_attention_heads)
         if shape != (cfg.plm.num_layers, cfg.plm.hidden_size, cfg.plm.num_heads):
             raise CheckpointError(f"{plm_dir}: PLM (layers, hidden, heads) = {shape} but the head was trained on "

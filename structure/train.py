@@ -2,6 +2,8 @@
 
     xtrimo-train experiment=fold plm.checkpoint=PLM_DIR [data.structures=DIR_OR_SET[,...]] [trainer.max_minutes=4]
 
+PLM_DIR: an xtrimo checkpoint, or ESM-2 in transformers' format (e.g. a downloaded facebook/esm2_t33_650M_UR50D).
+
 Hydra config root: ``configs/fold/fold.yaml`` (schema :class:`FoldTrainConfig`). The run writes
 ``output_dir/head`` (a folding checkpoint for ``Folder.from_pretrained`` / ``xtrimo-fold``) and
 ``output_dir/heldout.csv`` (the head vs an ideal helix and a straight chain on the held-out structures).
@@ -26,7 +28,7 @@ log = logging.getLogger("xtrimo.structure")
 
 @dataclass
 class PLMConfig:
-    checkpoint: str = "???"  # frozen PLM directory (model.safetensors + config.yaml)
+    checkpoint: str = "???"  # frozen PLM: an xtrimo checkpoint, or ESM-2 in transformers' format (config.json)
 
 
 @dataclass
@@ -88,10 +90,9 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
     import torch
     from torch.utils.data import DataLoader
     from xtrimo.structure import data
-    from xtrimo.structure.folder import Folder, save_head
+    from xtrimo.structure.folder import Folder, load_plm, save_head
     from xtrimo.structure.lit import FoldModule
 
-    from xtrimo.model.glm import XTrimoPGLM
     from xtrimo.train.feedback import RunLimit, TrainProgress
 
     out = Path(cfg.output_dir)
@@ -100,7 +101,7 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
         torch.set_num_threads(cfg.trainer.threads)
     L.seed_everything(cfg.seed, verbose=False)
     plm_dir = Path(cfg.plm.checkpoint).resolve()
-    plm = XTrimoPGLM.from_pretrained(plm_dir).eval().requires_grad_(False)
+    plm = load_plm(plm_dir).eval().requires_grad_(False)
     head_cfg = FoldConfig.from_dict({**cfg.head.to_dict(), "plm": {
         "checkpoint": str(plm_dir), "num_layers": plm.config.num_layers, "hidden_size": plm.config.hidden_size,
         "num_heads": plm.config.num_attention_heads}})

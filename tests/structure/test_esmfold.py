@@ -218,3 +218,46 @@ def test_unsupported_esmfold_settings_are_refused(tmp_path: Path, esmfold_dir: P
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=message):
         Folder.from_esmfold(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def esm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer ESM-2 with its vocabulary, as a Hub download holds it."""
+    from transformers import EsmModel, EsmTokenizer
+
+    path = tmp_path_factory.mktemp("esm2") / "esm2"
+    path.mkdir()
+    torch.manual_seed(1)
+    cfg = EsmConfig(vocab_size=33, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    max_position_embeddings=1026, position_embedding_type="rotary", pad_token_id=1,
+                    mask_token_id=32, token_dropout=True, emb_layer_norm_before=False)
+    EsmModel(cfg, add_pooling_layer=False).save_pretrained(path)
+    (path / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    EsmTokenizer(str(path / "vocab.txt")).save_pretrained(path)
+    return path
+
+
+def test_esm2_features_equal_transformers_and_train_a_head(esm2_dir: Path, tmp_path: Path,
+                                                            shared_data: Path) -> None:
+    from transformers import EsmModel
+
+    from xtrimo.structure.folder import load_plm, plm_features
+    from xtrimo.structure.train import main
+
+    plm = load_plm(esm2_dir)
+    states, attn, mask = plm_features(plm, [SEQS[13], "MKTAYIAKQR"])
+    assert states.shape == (2, 13, 3, 32) and attn.shape == (2, 8, 13, 13) and mask[1].sum() == 10
+    ref = EsmModel.from_pretrained(esm2_dir, add_pooling_layer=False, attn_implementation="eager").eval()
+    ids = plm.tokens(["MKTAYIAKQR"])
+    with torch.no_grad():
+        out = ref(ids, output_hidden_states=True)
+    torch.testing.assert_close(states[1, :10], torch.stack(out.hidden_states, 2)[0, 1:11], atol=1e-5, rtol=1e-5)
+    out_dir = tmp_path / "run"
+    assert main(["experiment=fold", f"plm.checkpoint={esm2_dir}", f"output_dir={out_dir}",
+                 f"data.structures={shared_data / 'structures_pfam_domains'}", "data.val_percent=10",
+                 "data.crop_size=24", "data.max_eval_length=70", "trainer.max_steps=2", "trainer.max_minutes=0",
+                 "trainer.eval_recycles=0", "head.trunk.c_s=32", "head.trunk.c_z=16",
+                 "head.trunk.pairwise_head_width=8", "head.trunk.num_blocks=1",
+                 "head.trunk.structure_module.no_blocks=2", "head.trunk.structure_module.c_s=32",
+                 "head.trunk.structure_module.c_z=16"]) == 0
+    assert Folder.from_pretrained(out_dir / "head").fold("MKTAYIAKQR").structure.atom_positions.shape == (10, 37, 3)
