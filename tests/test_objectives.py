@@ -82,6 +82,24 @@ def test_loss_breakdown():
     torch.testing.assert_close(loss, ref)
     assert parts["mlm_tokens"] == 1 and parts["glm_tokens"] == 2
     torch.testing.assert_close(parts["mlm_nll"] + parts["glm_nll"], ref * 3)
+    selected, parts_sel = lm_loss(logits[labels != IGNORE_INDEX], labels, torch.tensor([MLM, GLM]))
+    torch.testing.assert_close(selected, loss)  # [K, V] at the labelled positions: the same loss
+    assert parts_sel == parts
+
+
+def test_logits_only_at_labelled_positions_equal_full_logits():
+    from xtrimo.config import ModelConfig
+    from xtrimo.model.glm import XTrimoPGLM
+    from xtrimo.model.layout import collate
+    from xtrimo.objectives import build_mlm_sample
+
+    torch.manual_seed(0)
+    model = XTrimoPGLM(ModelConfig(num_layers=2, hidden_size=40, num_attention_heads=4, ffn_hidden_size=67))
+    rng = np.random.default_rng(0)
+    batch = collate([build_mlm_sample(np.arange(4, 4 + n) % 20 + 4, rng) for n in (13, 29, 7)])
+    keep = batch.labels != IGNORE_INDEX
+    full = model(batch)["logits"][keep]
+    torch.testing.assert_close(model(batch, logits_at=keep)["logits"], full)
 
 
 def test_glm_full_span_share():

@@ -105,6 +105,7 @@ class XTrimoPGLM(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         return_logits: bool = True,
+        logits_at: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """Run the model.
 
@@ -118,6 +119,8 @@ class XTrimoPGLM(nn.Module):
             output_hidden_states: also return every layer's states (embedding output first), ``[B, L, H]`` each.
             output_attentions: also return attention maps ``[B, nh, L, L_keys]`` per layer.
             return_logits: False skips the output head (embedding extraction).
+            logits_at: ``[B, L]`` bool: the output head only at these positions, ``logits`` ``[K, V]`` in row-major
+                order (training: the labelled ~15% under MLM; inside the forward, so sharded strategies see it).
 
         Returns:
             dict with ``logits`` ``[B, L, V]``, ``last_hidden_state`` ``[B, L, H]`` (after the final LayerNorm)
@@ -155,7 +158,9 @@ class XTrimoPGLM(nn.Module):
         if cache is not None:
             cache.advance(length)
         out: dict[str, Any] = {"last_hidden_state": layout.to_padded(x)}
-        if return_logits:
+        if logits_at is not None:
+            out["logits"] = self.transformer.output_layer(out["last_hidden_state"][logits_at])
+        elif return_logits:
             out["logits"] = layout.to_padded(self.transformer.output_layer(x))
         if output_hidden_states:
             out["hidden_states"] = [layout.to_padded(h) for h in hidden] + [out["last_hidden_state"]]

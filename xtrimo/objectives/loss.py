@@ -14,7 +14,8 @@ def lm_loss(
     """Mean token cross-entropy and, per objective, the summed NLL and token count.
 
     Args:
-        logits: ``[B, L, V]``.
+        logits: ``[B, L, V]``, or ``[K, V]`` at the labelled positions only (row-major; the model's
+            ``logits_at=labels != IGNORE_INDEX``).
         labels: ``[B, L]`` with ``IGNORE_INDEX`` on unlabelled positions.
         kinds: ``[B]`` objective of each sample (``MLM`` / ``GLM``).
 
@@ -23,7 +24,8 @@ def lm_loss(
         detached) for each objective.
     """
     keep = labels != IGNORE_INDEX
-    nll = F.cross_entropy(logits[keep].float(), labels[keep], reduction="none")
+    selected = logits if logits.ndim == 2 else logits[keep]
+    nll = F.cross_entropy(selected.float(), labels[keep], reduction="none")
     loss = nll.sum() / keep.sum().clamp_min(1)
     token_kind = kinds[:, None].expand_as(labels)[keep]
     breakdown = {}

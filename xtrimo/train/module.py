@@ -94,7 +94,8 @@ class PretrainModule(L.LightningModule):
         return dataclasses.replace(self.model_config, objectives=tuple(o for o in OBJECTIVES if o in done))
 
     def _forward_loss(self, batch: ModelInput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self.model(batch)
+        """The training / validation loss; the output head runs only where there is a label."""
+        out = self.model(batch, logits_at=batch.labels != IGNORE_INDEX)
         return lm_loss(out["logits"], batch.labels, batch.kinds)
 
     def _is_bad(self, loss: torch.Tensor) -> tuple[bool, str]:
