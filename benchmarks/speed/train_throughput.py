@@ -1,35 +1,45 @@
-"""Training throughput of xtrimo vs Hugging Face EsmForMaskedLM and fair-esm ESM2, measured in one run.
+"""Training throughput of xtrimo's real training step vs Hugging Face EsmForMaskedLM and fair-esm ESM2 at their best
+documented settings, measured in one run.
 
 All three models get the same layers, hidden size and heads (ESM-2 8M dimensions by default: 6 x 320, 20 heads;
 xtrimo's GeGLU width 8/3 * H gives the same FFN FLOPs as ESM's 4H GELU MLP), the same batches of real sequences
-from the pre-training corpus, the same MLM masking rate, the same precision, and a full training step
-(forward, loss, backward, AdamW). Prints tokens/s, the ratio of xtrimo to the faster peer, and the achieved FLOP/s
-as a fraction of this machine's matmul peak measured in the same run.
+from the pre-training corpus (fair-esm's own recipe for all: ``FastaBatchedDataset.get_batch_indices``, sorted by
+length within a token budget), the same MLM masking rate and the same precision. xtrimo runs its production path:
+``PretrainModule`` under a Lightning ``Trainer`` (its ``training_step``, its AdamW, gradient clipping, bf16 through
+``precision="bf16-mixed"``); HF ESM runs with ``attn_implementation="sdpa"``; both peers a full step (forward, loss,
+backward, AdamW) under ``torch.autocast`` in bf16. Repeats are interleaved; medians and spreads are printed, with
+the achieved FLOP/s as a fraction of the matmul peak measured in the same run.
 
-    python benchmarks/speed/train_throughput.py [--layers 6 --hidden 320 --heads 20 --batch 16 --steps 12]
+    python benchmarks/speed/train_throughput.py [--layers 6 --hidden 320 --heads 20 --toks-per-batch 4096]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import statistics
 import time
 from collections.abc import Callable
 
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import dataset_path
-from xtrimo.model import XTrimoPGLM
-from xtrimo.objectives import build_mlm_sample
 from xtrimo.model.layout import collate
+from xtrimo.objectives import build_mlm_sample
 from xtrimo.tokenizer import ResidueTokenizer
+from xtrimo.train.config import OptimConfig, StabilityConfig
+from xtrimo.train.module import PretrainModule
 
 
-def real_batches(n_batches: int, batch: int, max_len: int, seed: int) -> list[list[str]]:
-    """Random batches of real sequences (cropped to ``max_len`` residues) from the corpus' valid split."""
+def length_sorted_batches(n_seqs: int, toks_per_batch: int, max_len: int, seed: int) -> list[list[str]]:
+    """``n_seqs`` random real sequences (cropped to ``max_len``) from the corpus' valid split, batched by fair-esm's
+    ``FastaBatchedDataset.get_batch_indices`` (sorted by length, ``toks_per_batch`` padded tokens, 2 specials)."""
+    import esm
+
     seqs, cur = [], []
     with gzip.open(dataset_path("pretrain_corpus") / "valid.fasta.gz", "rt") as fh:
         for line in fh:
@@ -40,7 +50,9 @@ def real_batches(n_batches: int, batch: int, max_len: int, seed: int) -> list[li
             else:
                 cur.append(line.strip())
     rng = np.random.default_rng(seed)
-    return [[seqs[i] for i in rng.choice(len(seqs), batch, replace=False)] for _ in range(n_batches)]
+    chosen = [seqs[i] for i in rng.choice(len(seqs), n_seqs, replace=False)]
+    data = esm.data.FastaBatchedDataset([str(i) for i in range(n_seqs)], chosen)
+    return [[chosen[i] for i in b] for b in data.get_batch_indices(toks_per_batch, extra_toks_per_seq=2)]
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
@@ -52,33 +64,39 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 6) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t)
 
 
-def time_steps(step: Callable[[int], None], n_batches: int, warmup: int) -> float:
-    for i in range(warmup):
-        step(i % n_batches)
-    t = time.perf_counter()
-    for i in range(n_batches):
-        step(i)
-    return time.perf_counter() - t
+class _Timer(L.Callback):
+    """Wall time from the start of batch ``warmup`` to the end of training."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.t0, self.t1 = warmup, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer, module) -> None:
+        self.t1 = time.perf_counter()
 
 
-def xtrimo_runner(cfg: ModelConfig, batches: list[list[str]], seed: int) -> Callable[[int], None]:
-    model = XTrimoPGLM(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def xtrimo_runner(cfg: ModelConfig, batches: list[list[str]], seed: int, warmup: int,
+                  bf16: bool) -> Callable[[], float]:
+    """One pass over the batches through ``PretrainModule`` + Lightning (the step ``xtrimo-train`` runs)."""
     tok = ResidueTokenizer()
     rng = np.random.default_rng(seed)
     data = [collate([build_mlm_sample(tok.encode(s), rng) for s in b]) for b in batches]
+    module = PretrainModule(cfg, OptimConfig(warmup_steps=1), StabilityConfig(), max_steps=10 ** 6)
 
-    def step(i: int) -> None:
-        d = data[i]
-        out = model(d, return_logits=False)
-        keep = d.labels != -100
-        h = out["last_hidden_state"][keep]  # the head only where there is a loss, as in training
-        loss = F.cross_entropy(model.transformer.output_layer(h).float(), d.labels[keep])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    def run() -> float:
+        timer = _Timer(warmup)
+        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=warmup + len(data), logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            gradient_clip_val=1.0, precision="bf16-mixed" if bf16 else "32-true", callbacks=[timer],
+                            num_sanity_val_steps=0, limit_val_batches=0)
+        loader = torch.utils.data.DataLoader(data[:warmup] + data, batch_size=None, collate_fn=lambda x: x)
+        trainer.fit(module, loader)
+        return timer.t1 - timer.t0
 
-    return step
+    return run
 
 
 def esm_style_batches(batches: list[list[str]], encode: Callable[[list[str]], torch.Tensor], mask_id: int,
@@ -94,7 +112,21 @@ def esm_style_batches(batches: list[list[str]], encode: Callable[[list[str]], to
     return out
 
 
-def hf_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], seed: int) -> Callable[[int], None]:
+def _peer_pass(step: Callable[[int], None], n: int, warmup: int, bf16: bool) -> Callable[[], float]:
+    def run() -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for i in range(warmup):
+                step(i % n)
+            t = time.perf_counter()
+            for i in range(n):
+                step(i)
+        return time.perf_counter() - t
+
+    return run
+
+
+def hf_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], seed: int, warmup: int,
+              bf16: bool) -> Callable[[], float]:
     from transformers import EsmConfig, EsmForMaskedLM
     import esm
 
@@ -103,8 +135,10 @@ def hf_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], se
     cfg = EsmConfig(vocab_size=len(alphabet.all_toks), hidden_size=hidden, num_hidden_layers=layers,
                     num_attention_heads=heads, intermediate_size=4 * hidden, position_embedding_type="rotary",
                     pad_token_id=alphabet.padding_idx, mask_token_id=alphabet.mask_idx, token_dropout=False,
-                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=1026)
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=1026,
+                    attn_implementation="sdpa")
     model = EsmForMaskedLM(cfg).train()
+    assert model.config._attn_implementation == "sdpa"
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     encode = lambda b: conv([(str(i), s) for i, s in enumerate(b)])[2]  # noqa: E731
     specials = {alphabet.cls_idx, alphabet.eos_idx}
@@ -114,75 +148,96 @@ def hf_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], se
         ids, labels = data[i]
         loss = model(input_ids=ids, attention_mask=ids != alphabet.padding_idx, labels=labels).loss
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step
+    return _peer_pass(step, len(data), warmup, bf16)
 
 
-def fair_esm_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], seed: int) -> Callable[[int], None]:
+def fair_esm_runner(layers: int, hidden: int, heads: int, batches: list[list[str]], seed: int, warmup: int,
+                    bf16: bool) -> Callable[[], float]:
     import esm
 
     alphabet = esm.data.Alphabet.from_architecture("ESM-1b")
-    model = esm.ESM2(num_layers=layers, embed_dim=hidden, attention_heads=heads, alphabet=alphabet, token_dropout=False).train()
+    model = esm.ESM2(num_layers=layers, embed_dim=hidden, attention_heads=heads, alphabet=alphabet,
+                     token_dropout=False).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     conv = alphabet.get_batch_converter()
     encode = lambda b: conv([(str(i), s) for i, s in enumerate(b)])[2]  # noqa: E731
-    data = esm_style_batches(batches, encode, alphabet.mask_idx, alphabet.padding_idx, {alphabet.cls_idx, alphabet.eos_idx}, seed)
+    data = esm_style_batches(batches, encode, alphabet.mask_idx, alphabet.padding_idx,
+                             {alphabet.cls_idx, alphabet.eos_idx}, seed)
 
     def step(i: int) -> None:
         ids, labels = data[i]
         logits = model(ids)["logits"]
         loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    return step
+    return _peer_pass(step, len(data), warmup, bf16)
 
 
 def main() -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--layers", type=int, default=6, help="transformer layers (ESM-2 8M: 6)")
-    p.add_argument("--hidden", type=int, default=320, help="hidden size (ESM-2 8M: 320)")
-    p.add_argument("--heads", type=int, default=20, help="attention heads (ESM-2 8M: 20)")
-    p.add_argument("--batch", type=int, default=16, help="sequences per step")
-    p.add_argument("--steps", type=int, default=6, help="timed steps per implementation")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
-    p.add_argument("--max-len", type=int, default=512, help="longest sequence (longer ones are cropped)")
+    p.add_argument("--layers", type=int, default=6, help="transformer layers (ESM-2 8M: 6; 35M: 12)")
+    p.add_argument("--hidden", type=int, default=320, help="hidden size (ESM-2 8M: 320; 35M: 480)")
+    p.add_argument("--heads", type=int, default=20, help="attention heads (ESM-2 8M and 35M: 20)")
+    p.add_argument("--sequences", type=int, default=96, help="real sequences per pass")
+    p.add_argument("--toks-per-batch", type=int, default=4096, help="padded tokens per batch (fair-esm's recipe)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved passes per implementation")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first in each pass")
+    p.add_argument("--max-len", type=int, default=510, help="longest sequence (longer ones are cropped)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and sequences")
     args = p.parse_args()
     torch.manual_seed(args.seed)
-    batches = real_batches(args.steps, args.batch, args.max_len, args.seed)
+    batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
     residues = sum(len(s) for b in batches for s in b)
-    padded = sum(len(b) * max(len(s) for s in b) for b in batches)
+    padded = sum(len(b) * (max(len(s) for s in b) + 2) for b in batches)
     cfg = ModelConfig(num_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
-                      ffn_hidden_size=round(8 * args.hidden / 3), seq_length=args.max_len + 2)
-    # training FLOPs per residue: 6 x (matmul parameters) + attention (QK^T, PV) over the batch's mean length
-    mean_len = residues / (args.batch * args.steps)
+                      ffn_hidden_size=round(8 * args.hidden / 3), seq_length=args.max_len + 2, objectives=("mlm",))
+    # training FLOPs per residue: 6 x (matmul parameters) + attention (QK^T, PV) over the batches' mean length
+    mean_len = residues / args.sequences
     flops_tok = 6 * (cfg.num_parameters() - 2 * 128 * args.hidden) + 12 * args.layers * mean_len * args.hidden
-    print(f"{args.steps} batches x {args.batch} real sequences, {residues} residues, padding in peers' batches "
-          f"{1 - residues / padded:.1%}; model {args.layers} layers x {args.hidden}, {args.heads} heads; "
-          f"threads {torch.get_num_threads()}")
+    print(f"{len(batches)} batches of {args.sequences} real sequences, {residues} residues; model {args.layers} x "
+          f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
+    print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
+          "head at labelled positions")
+    print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
+          f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
+    print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")
     rows = []
-    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        peak = matmul_peak(dtype)
-        speeds = {}
-        for name, make in (("xtrimo", lambda: xtrimo_runner(cfg, batches, args.seed)),
-                           ("hf-esm", lambda: hf_runner(args.layers, args.hidden, args.heads, batches, args.seed)),
-                           ("fair-esm", lambda: fair_esm_runner(args.layers, args.hidden, args.heads, batches, args.seed))):
-            step = make()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                seconds = time_steps(step, args.steps, args.warmup)
-            speeds[name] = residues / seconds
-        peer = max(speeds["hf-esm"], speeds["fair-esm"])
-        frac = speeds["xtrimo"] * flops_tok / peak
-        rows.append((precision, speeds, speeds["xtrimo"] / peer, frac, peak))
-    print(f"\n{'precision':<10}{'xtrimo tok/s':>14}{'hf-esm':>10}{'fair-esm':>10}{'ratio vs faster':>17}{'xtrimo FLOP/s / peak':>22}")
-    for precision, s, ratio, frac, peak in rows:
-        print(f"{precision:<10}{s['xtrimo']:>14.0f}{s['hf-esm']:>10.0f}{s['fair-esm']:>10.0f}{ratio:>16.2f}x"
-              f"{frac:>15.1%} of {peak / 1e9:.0f} GFLOP/s")
-    print("goal: ratio >= 1.5x the faster peer in fp32 and bf16")
+    for precision in args.precisions:
+        bf16 = precision == "bf16"
+        peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
+        runners = {
+            "xtrimo": xtrimo_runner(cfg, batches, args.seed, args.warmup, bf16),
+            "hf-esm": hf_runner(args.layers, args.hidden, args.heads, batches, args.seed, args.warmup, bf16),
+            "fair-esm": fair_esm_runner(args.layers, args.hidden, args.heads, batches, args.seed, args.warmup, bf16),
+        }
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        for _ in range(args.repeats):
+            for name, run in runners.items():
+                times[name].append(run())
+        speed = {k: residues / statistics.median(v) for k, v in times.items()}
+        spread = {k: (residues / max(v), residues / min(v)) for k, v in times.items()}
+        peer = max(speed["hf-esm"], speed["fair-esm"])
+        rows.append((precision, speed, spread, speed["xtrimo"] / peer, speed["xtrimo"] * flops_tok / peak, peak))
+    print(f"\n{'precision':<10}{'xtrimo tok/s':>22}{'hf-esm':>20}{'fair-esm':>20}{'ratio':>8}{'of peak':>20}")
+    for precision, s, sp, ratio, frac, peak in rows:
+        cells = "".join(f"{s[k]:>8.0f} ({sp[k][0]:.0f}-{sp[k][1]:.0f})".rjust(20 if k != "xtrimo" else 22)
+                        for k in ("xtrimo", "hf-esm", "fair-esm"))
+        print(f"{precision:<10}{cells}{ratio:>7.2f}x{frac:>8.1%} of {peak / 1e9:.0f} GFLOP/s")
+    print("ratio: xtrimo / the faster peer (medians); goal >= 1.5x in bf16, >= 1.1x in fp32, bf16 >= 45% of peak")
 
 
 if __name__ == "__main__":
