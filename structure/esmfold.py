@@ -167,13 +167,14 @@ class EsmFold(nn.Module):
 
 
 def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
-    """Estimated activation peak of one ESMFold-style inference at ``length`` residues (an upper bound).
+    """Estimated activation peak of one ESMFold-style inference at ``length`` residues.
 
     Counted: 6 pair-sized float32 tensors ``[N, N, c_z]`` alive at once (the block's input and output, the
     triangle multiplication's a / b / gate / product; the trunk holds no initial or recycled pair state beside
     them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
-    ``[chunk, heads, N, N]``). Measured at ESMFold's widths (benchmarks/speed/esmfold_speed.py): 3.2 GB at
-    N = 1,000 (chunk 64) against 3.9 GB estimated.
+    ``[chunk, heads, N, N]``). The pair terms dominate from a few hundred residues; measured at ESMFold's widths
+    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 1.15 GB at N = 512 (estimate 1.05), 3.23 GB at 1,000
+    (3.91), 12.6 GB at 2,000 (15.4).
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length
