@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from xtrimo.toolchain import has_toolchain
+
 # residues x neighbours per decoder batch: bounds the [B, L, K, H] edge tensors (~4 live at 128 x 4 bytes) near 1 GB
 EDGE_BUDGET = 16384 * 48
 
@@ -86,8 +88,9 @@ def _messages(first: torch.Tensor, node_mask: torch.Tensor, edge: torch.Tensor, 
     return F.gelu(F.linear(F.gelu(pre), w2, b2)).sum(-2)
 
 
-# one fused loop per elementwise stage instead of ~10 passes over [B, L, K, H]: ~3x on the CPU
-_MESSAGES = torch.compile(_messages, dynamic=True)
+# one fused loop per elementwise stage instead of ~10 passes over [B, L, K, H]: ~3x on the CPU; eager (the same
+# numbers, slower) where inductor cannot build its kernels
+_MESSAGES = torch.compile(_messages, dynamic=True) if has_toolchain() else _messages
 
 
 @torch.no_grad()

@@ -5,35 +5,19 @@ A cached decoding step of a small model spends most of its time between operator
 controls and the seeded draw (:func:`generation.decode.sample_next`) become a few fused loops. The products that
 suit inductor on the CPU are options of the layers themselves (:class:`xtrimo.model.layers.Linear`, the one-query
 attention of :class:`xtrimo.model.layers.SelfAttention`); this module only chooses inductor's settings and checks
-that the C++ toolchain it needs is there.
+(:func:`xtrimo.toolchain.check_toolchain`) that the C++ toolchain it needs is there.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-import sysconfig
-from pathlib import Path
-
 from xtrimo.model.glm import XTrimoPGLM
+from xtrimo.toolchain import check_toolchain
 
 # Inductor inlines cheap element-wise producers into the reductions that read them. For the GeGLU activation that
 # means evaluating erf once per (output, input) pair inside the next layer's dot products; a lower threshold keeps
 # it (and the layer norms) computed once per element. A C++ wrapper without size asserts calls the kernels with
 # less host work per step.
 INDUCTOR_OPTIONS = {"realize_opcount_threshold": 6, "size_asserts": False, "cpp_wrapper": True}
-
-
-def check_toolchain() -> None:
-    """Raise a one-line ``RuntimeError`` when inductor cannot build its C++ here (no compiler, no Python headers),
-    instead of a long compiler log at the first token."""
-    cxx = os.environ.get("CXX", "clang++" if sys.platform == "darwin" else "g++")
-    if shutil.which(cxx) is None and not os.environ.get("TORCH_INDUCTOR_INSTALL_GXX"):  # inductor's own fallback
-        raise RuntimeError(f"compiled decoding needs a C++ compiler: {cxx!r} not found (install one or set CXX)")
-    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
-    if not headers.is_file():
-        raise RuntimeError(f"compiled decoding needs the Python headers: {headers} not found (e.g. python3-dev)")
 
 
 def compile_decoding(model: XTrimoPGLM) -> None:

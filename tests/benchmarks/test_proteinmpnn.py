@@ -168,3 +168,16 @@ def test_bad_arguments() -> None:
         proteinmpnn_scorer(weights="v_48_999")
     with pytest.raises(ValueError, match="unknown ProteinMPNN weights family 'ca'"):
         proteinmpnn_scorer(weights="ca/v_48_020")
+
+
+def test_fused_edge_stage_equals_its_eager_form() -> None:
+    """The compiled edge stage (used where inductor can build) equals the eager one (used where it cannot)."""
+    from xtrimo.benchmarks import proteinmpnn_decoder as d
+
+    g = torch.Generator().manual_seed(0)
+    b, n, k, h = 3, 11, 5, 8
+    args = (torch.randn(b, n, 1, h, generator=g), (torch.rand(1, n, 1, 1, generator=g) > 0.2).float(),
+            torch.randn(1, n, k, h, generator=g), (torch.rand(b, n, k, 1, generator=g) > 0.5).float(),
+            torch.randn(b, n, h, generator=g), torch.randint(0, n, (1, n, k), generator=g),
+            torch.randn(1, n, k, h, generator=g), torch.randn(h, h, generator=g), torch.randn(h, generator=g))
+    torch.testing.assert_close(d._MESSAGES(*args), d._messages(*args), atol=1e-5, rtol=1e-5)
