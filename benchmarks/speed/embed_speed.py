@@ -10,8 +10,6 @@ while embedding. A script, not a test.
 from __future__ import annotations
 
 import argparse
-import gzip
-import multiprocessing as mp
 import resource
 import statistics
 import tempfile
@@ -19,21 +17,12 @@ import time
 
 import numpy as np
 import torch
+from _fresh import corpus_sequences, run_in_fresh_process
 
 
-def corpus_sequences(n: int, max_len: int, seed: int) -> list[tuple[str, str]]:
+def chosen_records(n: int, max_len: int, seed: int) -> list[tuple[str, str]]:
     """``n`` random sequences of the corpus' valid split (cropped to ``max_len``, as extract.py truncates)."""
-    from xtrimo.data.registry import dataset_path
-
-    seqs, cur = [], []
-    with gzip.open(dataset_path("pretrain_corpus") / "valid.fasta.gz", "rt") as fh:
-        for line in fh:
-            if line.startswith(">"):
-                if cur:
-                    seqs.append("".join(cur)[:max_len])
-                cur = []
-            else:
-                cur.append(line.strip())
+    seqs = corpus_sequences(max_len)
     pick = np.random.default_rng(seed).choice(len(seqs), n, replace=False)
     return [(f"s{i}", seqs[i]) for i in pick]
 
@@ -90,16 +79,6 @@ def _side(queue, side: str, records, args) -> None:
     queue.put((times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2 ** 20))
 
 
-def measure(side: str, records, args) -> tuple[list[float], float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_side, args=(queue, side, records, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="xtrimo checkpoint directory")
@@ -110,12 +89,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    records = corpus_sequences(args.sequences, args.max_len, args.seed)
+    records = chosen_records(args.sequences, args.max_len, args.seed)
     residues = sum(len(s) for _, s in records)
     print(f"{len(records)} corpus sequences, {residues} residues; {args.threads} thread(s); toks_per_batch "
           f"{args.toks_per_batch}; mean pooling of the last layer; best and median of {args.repeats}, each side in "
           f"its own process")
-    result = {side: measure(side, records, args) for side in ("xtrimo", "fair-esm")}
+    result = {side: run_in_fresh_process(_side, side, records, args) for side in ("xtrimo", "fair-esm")}
     for side, (times, peak) in result.items():
         print(f"{side:>9}: {residues / statistics.median(times):9.0f} residues/s (median; best "
               f"{residues / min(times):.0f}), peak {peak:.2f} GB")

@@ -15,11 +15,12 @@ unchunked) and its fastest is reported; xtrimo chooses its chunk from the length
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import tempfile
 import time
 from pathlib import Path
+
+from _fresh import run_in_fresh_process
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -73,13 +74,7 @@ def _measure(queue, impl: str, path: str, sequence: str, chunk: int | None, args
 
 
 def run(impl: str, path: Path, sequence: str, chunk: int | None, args: argparse.Namespace) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(queue, impl, str(path), sequence, chunk, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return run_in_fresh_process(_measure, impl, str(path), sequence, chunk, args)
 
 
 def main() -> None:

@@ -12,9 +12,10 @@ Each measurement runs in a fresh process so that peak memory (``ru_maxrss`` grow
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import time
+
+from _fresh import run_in_fresh_process
 
 
 def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Namespace) -> None:
@@ -54,13 +55,7 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
 
 
 def run(impl: str, length: int, chunk: int | None, args: argparse.Namespace) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(queue, impl, length, chunk, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    return run_in_fresh_process(_measure, impl, length, chunk, args)
 
 
 def main() -> None:

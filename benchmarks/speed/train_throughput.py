@@ -16,7 +16,6 @@ the achieved FLOP/s as a fraction of the matmul peak measured in the same run.
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import time
 from collections.abc import Callable
@@ -25,9 +24,9 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _fresh import corpus_sequences
 
 from xtrimo.config import ModelConfig
-from xtrimo.data.registry import dataset_path
 from xtrimo.model.layout import collate
 from xtrimo.objectives import build_mlm_sample
 from xtrimo.tokenizer import ResidueTokenizer
@@ -40,15 +39,7 @@ def length_sorted_batches(n_seqs: int, toks_per_batch: int, max_len: int, seed: 
     ``FastaBatchedDataset.get_batch_indices`` (sorted by length, ``toks_per_batch`` padded tokens, 2 specials)."""
     import esm
 
-    seqs, cur = [], []
-    with gzip.open(dataset_path("pretrain_corpus") / "valid.fasta.gz", "rt") as fh:
-        for line in fh:
-            if line.startswith(">"):
-                if cur:
-                    seqs.append("".join(cur)[:max_len])
-                cur = []
-            else:
-                cur.append(line.strip())
+    seqs = corpus_sequences(max_len)
     rng = np.random.default_rng(seed)
     chosen = [seqs[i] for i in rng.choice(len(seqs), n_seqs, replace=False)]
     data = esm.data.FastaBatchedDataset([str(i) for i in range(n_seqs)], chosen)

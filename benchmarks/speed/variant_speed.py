@@ -9,12 +9,12 @@ same shape with random weights. Same assays, float32, same threads, one run. A s
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import resource
 import time
 
 import numpy as np
 import torch
+from _fresh import run_in_fresh_process
 
 from xtrimo.benchmarks.datasets import register_all
 from xtrimo.benchmarks.proteingym import model_scorer, read_mutants, read_reference
@@ -69,16 +69,6 @@ def _side(queue, side: str, rule: str, args: argparse.Namespace) -> None:
     queue.put((seconds, sum(len(m.codes) for m in mutants), peak))
 
 
-def _run(side: str, rule: str, args: argparse.Namespace) -> tuple[float, int, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_side, args=(queue, side, rule, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="xtrimo MLM checkpoint directory")
@@ -90,8 +80,8 @@ def main() -> None:
           f"fair-esm ESM2 of the same shape; float32; assays: {args.assays}; each side in its own process, peak = "
           f"RSS growth while scoring")
     for rule in ("masked_marginals", "wt_marginals"):
-        ours_t, n, ours_gb = _run("xtrimo", rule, args)
-        theirs_t, _, theirs_gb = _run("fair-esm", rule, args)
+        ours_t, n, ours_gb = run_in_fresh_process(_side, "xtrimo", rule, args)
+        theirs_t, _, theirs_gb = run_in_fresh_process(_side, "fair-esm", rule, args)
         print(f"{rule:>17}: xtrimo {n / ours_t:8.0f} mutants/s ({ours_gb:.2f} GB), fair-esm predict.py logic "
               f"{n / theirs_t:8.0f} mutants/s ({theirs_gb:.2f} GB), ratio {theirs_t / ours_t:.2f}x ({n} mutants)",
               flush=True)
