@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 def run_in_fresh_process(target: Callable[..., None], *args: object) -> object:
     """``target(queue, *args)`` in a spawned process; what it puts on the queue. A fresh process makes the peak
-    (``ru_maxrss`` growth) that measurement's own."""
+    (:func:`peak_rss_gb` growth) that measurement's own."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(queue, *args))
@@ -16,6 +16,27 @@ def run_in_fresh_process(target: Callable[..., None], *args: object) -> object:
     result = queue.get()
     proc.join()
     return result
+
+
+def _status_gb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 2 ** 20  # kB -> GiB
+
+
+def start_peak() -> float:
+    """Start measuring a phase's peak: reset this process's resident high-water mark (Linux ``clear_refs``) and
+    return the resident memory now, in GiB. :func:`peak_rss_gb` minus this is the phase's own growth.
+
+    Not ``ru_maxrss``: a spawned child's ``ru_maxrss`` starts at its parent's peak (Linux carries it across
+    ``execve``) and never goes down, so growth measured with it hides below whatever was held before."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_gb("VmRSS")
+
+
+def peak_rss_gb() -> float:
+    """This process's resident high-water mark (``VmHWM``) in GiB, since :func:`start_peak`."""
+    return _status_gb("VmHWM")
 
 
 def corpus_sequences(max_len: int) -> list[str]:

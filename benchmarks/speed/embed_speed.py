@@ -10,14 +10,13 @@ while embedding. A script, not a test.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import tempfile
 import time
 
 import numpy as np
 import torch
-from _fresh import corpus_sequences, run_in_fresh_process
+from _fresh import corpus_sequences, peak_rss_gb, run_in_fresh_process, start_peak
 
 
 def chosen_records(n: int, max_len: int, seed: int) -> list[tuple[str, str]]:
@@ -69,14 +68,14 @@ def _fair_esm(records, args):
 def _side(queue, side: str, records, args) -> None:
     torch.set_num_threads(args.threads)
     run = (_xtrimo if side == "xtrimo" else _fair_esm)(records, args)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the model is loaded: growth = embedding's own
+    before = start_peak()  # the model is loaded: growth = embedding's own
     run()  # warm-up
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    queue.put((times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2 ** 20))
+    queue.put((times, peak_rss_gb() - before))
 
 
 def main() -> None:

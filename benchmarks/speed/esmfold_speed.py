@@ -4,8 +4,9 @@
 A script, not a test. The model is ESMFold v1's trunk and structure module (48 blocks, c_s 1024, c_z 128, head
 widths 32, structure module 384 / 128, 8 IPA blocks) with random weights behind a small random ESM-2 (6 x 320, the
 8M model's shape) so that the language model does not dominate; one pass (``max_recycles = 1``), batch 1, float32.
-It is written once with ``save_pretrained`` and each measurement loads it in a fresh process, so that the peak
-(``ru_maxrss`` growth during the fold) is that fold's own. The peer runs at each of ``--peer-chunks`` (0 =
+It is written once with ``save_pretrained`` and each measurement loads it in a fresh process; the peak is the
+process's resident growth over loading and folding, above what it held after its imports: weights (both sides
+read safetensors through a memory map, which loads pages as they are touched) plus activations. The peer runs at each of ``--peer-chunks`` (0 =
 unchunked) and its fastest is reported; xtrimo chooses its chunk from the length and ``--max-memory-gb``.
 
     python benchmarks/speed/esmfold_speed.py --lengths 256 --threads 2                 # vs the peer
@@ -15,12 +16,12 @@ unchunked) and its fastest is reported; xtrimo chooses its chunk from the length
 from __future__ import annotations
 
 import argparse
-import resource
+import math
 import tempfile
 import time
 from pathlib import Path
 
-from _fresh import run_in_fresh_process
+from _fresh import peak_rss_gb, run_in_fresh_process, start_peak
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -48,6 +49,7 @@ def _measure(queue, impl: str, path: str, sequence: str, chunk: int | None, args
     import torch
 
     torch.set_num_threads(args.threads)
+    before = start_peak()  # after the imports, before the weights
     if impl == "xtrimo":
         from xtrimo.structure import Folder
 
@@ -64,13 +66,11 @@ def _measure(queue, impl: str, path: str, sequence: str, chunk: int | None, args
         def fold():
             return model.infer(sequence)
     times = []
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         fold()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    queue.put((min(times), peak / 2 ** 20))  # KiB -> GiB
+    queue.put((min(times), peak_rss_gb() - before))
 
 
 def run(impl: str, path: Path, sequence: str, chunk: int | None, args: argparse.Namespace) -> tuple[float, float]:
@@ -103,10 +103,14 @@ def main() -> None:
         from transformers import EsmConfig
 
         trunk = xtrimo_trunk_config(EsmConfig.from_pretrained(path).esmfold_config.trunk)
+        from safetensors import safe_open
+
+        with safe_open(str(path / "model.safetensors"), "pt") as f:  # float32 weights, every part of the model
+            weights = 4 * sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         for length in args.lengths:
             sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
             chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
-            estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
+            estimate = (peak_bytes(length, trunk, chunk) + weights) / 2 ** 30
             ours, ours_mem = run("xtrimo", path, sequence, None, args)
             line = f"{length:>5} {chunk or 'none':>5} {ours:>9.1f} {ours_mem:>10.2f} {estimate:>11.2f}"
             if not args.no_peer:

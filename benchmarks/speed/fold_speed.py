@@ -3,7 +3,7 @@
 A script, not a test. Both trunks are built from the same config (transformers' ``TrunkConfig`` made by
 ``xtrimo.structure.trunk.trunk_config``), with random weights, on the CPU, one pass (no recycling), batch 1. The
 peer runs at each of ``--peer-chunks`` and its fastest is reported; xtrimo runs with its length-chosen chunk size.
-Each measurement runs in a fresh process so that peak memory (``ru_maxrss`` growth during the forward) is its own.
+Each measurement runs in a fresh process so that peak memory (resident growth during the forward, benchmarks/speed/_fresh.py) is its own.
 
     OMP_NUM_THREADS=1 python benchmarks/speed/fold_speed.py                          # 2 blocks, c_s 256, c_z 64
     python benchmarks/speed/fold_speed.py --blocks 8 --lengths 128 256 512 --threads 2
@@ -12,10 +12,9 @@ Each measurement runs in a fresh process so that peak memory (``ru_maxrss`` grow
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
-from _fresh import run_in_fresh_process
+from _fresh import peak_rss_gb, run_in_fresh_process, start_peak
 
 
 def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Namespace) -> None:
@@ -42,7 +41,7 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
     mask = torch.ones(1, length)
     times = []
     with torch.no_grad():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = start_peak()
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             if impl == "xtrimo":
@@ -50,8 +49,8 @@ def _measure(queue, impl: str, length: int, chunk: int | None, args: argparse.Na
             else:
                 trunk(s, z, aa, resid, mask, no_recycles=0)
             times.append(time.perf_counter() - t0)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    queue.put((min(times), peak / 2 ** 20))  # ru_maxrss is in KiB on Linux
+        peak = peak_rss_gb() - before
+    queue.put((min(times), peak))
 
 
 def run(impl: str, length: int, chunk: int | None, args: argparse.Namespace) -> tuple[float, float]:

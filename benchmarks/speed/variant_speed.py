@@ -9,12 +9,11 @@ same shape with random weights. Same assays, float32, same threads, one run. A s
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
 import torch
-from _fresh import run_in_fresh_process
+from _fresh import peak_rss_gb, run_in_fresh_process, start_peak
 
 from xtrimo.benchmarks.datasets import register_all
 from xtrimo.benchmarks.proteingym import model_scorer, read_mutants, read_reference
@@ -42,7 +41,7 @@ def esm_scores(model, alphabet, wildtype: str, codes: list[str], masked: bool) -
 
 
 def _side(queue, side: str, rule: str, args: argparse.Namespace) -> None:
-    """One side's scoring of every assay in a fresh process: (seconds, mutants, peak GB = ``ru_maxrss`` growth
+    """One side's scoring of every assay in a fresh process: (seconds, mutants, peak GB = resident growth
     over the scoring, so that each side's peak is its own)."""
     import esm
 
@@ -57,7 +56,7 @@ def _side(queue, side: str, rule: str, args: argparse.Namespace) -> None:
         model = esm.ESM2(num_layers=c.num_layers, embed_dim=c.hidden_size, attention_heads=c.num_attention_heads,
                          alphabet=alphabet, token_dropout=True).eval()
     mutants = [read_mutants(a) for a in assays]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = start_peak()
     t0 = time.perf_counter()
     for assay, m in zip(assays, mutants):
         if side == "xtrimo":
@@ -65,7 +64,7 @@ def _side(queue, side: str, rule: str, args: argparse.Namespace) -> None:
         else:
             esm_scores(model, alphabet, assay.target_seq, m.codes, rule == "masked_marginals")
     seconds = time.perf_counter() - t0
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2 ** 20  # KiB -> GiB
+    peak = peak_rss_gb() - before
     queue.put((seconds, sum(len(m.codes) for m in mutants), peak))
 
 
