@@ -96,11 +96,18 @@ class EsmFold(nn.Module):
             setattr(self, name, getattr(hf_model, name))
         self.embedding = hf_model.embedding if cfg.esmfold_config.embed_aa else None
         self.register_buffer("af2_to_esm", hf_model.af2_to_esm.clone())
-        self.trunk = FoldingTrunk(self.trunk_cfg).to(next(hf_model.trunk.parameters()).device)
-        result = self.trunk.load_state_dict(hf_model.trunk.state_dict(), strict=False)
+        # built without storage and given the loaded tensors themselves (assign=True): the trunk's weights are
+        # never held twice (about 2.7 GB for ESMFold v1)
+        with torch.device("meta"):
+            self.trunk = FoldingTrunk(self.trunk_cfg)
+        result = self.trunk.load_state_dict(hf_model.trunk.state_dict(), strict=False, assign=True)
         if result.missing_keys or result.unexpected_keys:
             raise CheckpointError(f"ESMFold trunk keys differ from xtrimo's FoldingTrunk: missing "
                                   f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+        # (the structure module's atom tables are buffers made on first use, on the input's device)
+        empty = [n for n, t in [*self.trunk.named_parameters(), *self.trunk.named_buffers()] if t.is_meta]
+        if empty:
+            raise CheckpointError(f"ESMFold trunk: no weights for {empty[:5]}")
         vocab = cfg.vocab_list
         self.cls_idx, self.eos_idx, self.pad_idx = (vocab.index(t) for t in ("<cls>", "<eos>", "<pad>"))
         self.lddt_bins, self.distogram_bins = hf_model.lddt_bins, hf_model.distogram_bins
