@@ -59,6 +59,9 @@ class FoldTrainerConfig:
     eval_recycles: int = 1
     log_every_n_steps: int = 20
     threads: int = 0  # torch intra-op threads (0: leave as is)
+    accelerator: str = "auto"  # Lightning's: "auto" takes a GPU when there is one, else the CPU
+    devices: int = 1
+    precision: str = "32-true"  # Lightning's, e.g. "bf16-mixed" on a GPU
     init_from: str = ""  # folding checkpoint whose head weights start this run (continued training)
 
 
@@ -121,7 +124,8 @@ def train(cfg: FoldTrainConfig) -> dict[str, float]:
         log.info("head initialised from %s", cfg.trainer.init_from)
     limit = RunLimit(cfg.trainer.max_minutes)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps,
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, precision=cfg.trainer.precision,
+        max_steps=cfg.trainer.max_steps,
         gradient_clip_val=cfg.optim.grad_clip or None, log_every_n_steps=cfg.trainer.log_every_n_steps,
         logger=L.pytorch.loggers.CSVLogger(str(out), name="logs"), enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
