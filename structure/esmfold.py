@@ -44,6 +44,8 @@ CA = 1  # atom37 index of CA
 FIXED_STRUCTURE_MODULE = ("num_transition_layers", "num_resnet_blocks", "num_angles", "trans_scale_factor",
                           "epsilon", "inf")
 BYTES = 4  # float32 activations
+# what a fold holds beside the pair terms of peak_bytes: 0.26-0.31 GB measured at 256-512 residues, rounded up
+FIXED_BYTES = 4 * 10 ** 8
 
 
 def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
@@ -179,13 +181,14 @@ def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
     Counted: 6 pair-sized float32 tensors ``[N, N, c_z]`` alive at once (the block's input and output, the
     triangle multiplication's a / b / gate / product; the trunk holds no initial or recycled pair state beside
     them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
-    ``[chunk, heads, N, N]``). The pair terms dominate from a few hundred residues; measured at ESMFold's widths
-    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 1.15 GB at N = 512 (estimate 1.05), 3.23 GB at 1,000
-    (3.91), 12.6 GB at 2,000 (15.4).
+    ``[chunk, heads, N, N]``), plus ``FIXED_BYTES`` for the rest (the language model's states, the structure
+    module, the heads, the libraries' working memory). Measured at ESMFold's widths, the weights taken off
+    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.58 GB at N = 256 (estimate 0.65), 1.31 GB at 512
+    (1.42), 3.36 GB at 1,000 (4.28), 12.8 GB at 2,000 (15.8).
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length
-    return BYTES * (6 * length * length * cfg.c_z + rows * length * (3 * cfg.c_z + heads * length))
+    return FIXED_BYTES + BYTES * (6 * length * length * cfg.c_z + rows * length * (3 * cfg.c_z + heads * length))
 
 
 def chunk_for_memory(length: int, cfg: TrunkConfig, budget_gb: float | None = None) -> int | None:
