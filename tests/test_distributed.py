@@ -78,6 +78,37 @@ def test_kill9_then_resume_continues_the_curve(tmp_path, corpus):
         assert resumed[step] == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
 
 
+# the training CLI in a process that dies (os._exit, as a kill) the moment the checkpoint of step 10 is in place
+_DIE_AFTER_CHECKPOINT = """
+import os, sys
+from xtrimo.train import callbacks, cli
+save = callbacks.CheckpointExporter._save
+def save_then_die(self, trainer, module):
+    name = save(self, trainer, module)
+    if trainer.global_step == 10:
+        os._exit(9)
+    return name
+callbacks.CheckpointExporter._save = save_then_die
+sys.argv = ["xtrimo-train", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_killed_right_after_a_checkpoint_keeps_that_steps_metrics_row(tmp_path, corpus):
+    """The metrics row of a step is on disk before its checkpoint: a kill just after the checkpoint loses no row."""
+    args = {"trainer.max_steps": 14, "trainer.checkpoint_every_n_steps": 5, "trainer.val_check_interval": 100,
+            "trainer.log_every_n_steps": 1, "final_full_validation": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    died = subprocess.run([sys.executable, "-c", _DIE_AFTER_CHECKPOINT, *tiny_overrides(tmp_path, *corpus, **args)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert died.returncode == 9, died.stderr[-3000:]
+    assert os.readlink(tmp_path / "run" / "checkpoints" / "last") == "step_00000010"
+    assert sorted(_train_rows(tmp_path / "run")) == list(range(1, 11))
+    res = run_cli(tiny_overrides(tmp_path, *corpus, **{**args, "resume": "true"}))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(_train_rows(tmp_path / "run")) == list(range(1, 15))
+
+
 def test_fsdp2_matches_ddp(tmp_path, corpus):
     """ModelParallelStrategy (FSDP2) on 2 CPU processes trains to the same weights as DDP; its export loads."""
     models = {}

@@ -116,8 +116,11 @@ def _trainer(cfg: TrainConfig, out: Path) -> L.Trainer:
         log_every_n_steps=t.log_every_n_steps, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, use_distributed_sampler=False, deterministic=t.deterministic,
         logger=TensorBoardLogger(save_dir=str(out), name="tensorboard", version=""),
-        callbacks=[limit, CheckpointExporter(out / "checkpoints", t.checkpoint_every_n_steps, cfg.final_full_validation),
-                   MetricsCSV(out / "metrics.csv", t.log_every_n_steps), Throughput(),
+        # in this order at each step's end: the step's tok/s is logged, its metrics row is on disk, then the
+        # checkpoint is written: a kill between the two leaves a row past the last checkpoint (dropped on resume),
+        # never a checkpointed step without its row
+        callbacks=[limit, Throughput(), MetricsCSV(out / "metrics.csv", t.log_every_n_steps),
+                   CheckpointExporter(out / "checkpoints", t.checkpoint_every_n_steps, cfg.final_full_validation),
                    TrainProgress(limit, t.progress_seconds, t.progress_bar)],
     )
 
