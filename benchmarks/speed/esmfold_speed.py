@@ -6,8 +6,9 @@ widths 32, structure module 384 / 128, 8 IPA blocks) with random weights behind 
 8M model's shape) so that the language model does not dominate; one pass (``max_recycles = 1``), batch 1, float32.
 It is written once with ``save_pretrained`` and each measurement loads it in a fresh process; the peak is the
 process's resident growth over loading and folding, above what it held after its imports: weights (both sides
-read safetensors through a memory map, which loads pages as they are touched) plus activations. The peer runs at each of ``--peer-chunks`` (0 =
-unchunked) and its fastest is reported; xtrimo chooses its chunk from the length and ``--max-memory-gb``.
+read safetensors through a memory map, which loads pages as they are touched) plus activations. The peer runs at
+each of ``--peer-chunks`` (0 = unchunked) and its fastest is reported; xtrimo chooses its chunk from the length and
+``--max-memory-gb``.
 
     python benchmarks/speed/esmfold_speed.py --lengths 256 --threads 2                 # vs the peer
     python benchmarks/speed/esmfold_speed.py --lengths 1000 2000 --blocks 1 --no-peer  # memory at long lengths
@@ -100,11 +101,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "esmfold"
         build(path, args.blocks)
+        from safetensors import safe_open
         from transformers import EsmConfig
 
         trunk = xtrimo_trunk_config(EsmConfig.from_pretrained(path).esmfold_config.trunk)
-        from safetensors import safe_open
-
         with safe_open(str(path / "model.safetensors"), "pt") as f:  # float32 weights, every part of the model
             weights = 4 * sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
         for length in args.lengths:

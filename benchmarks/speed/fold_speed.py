@@ -3,7 +3,8 @@
 A script, not a test. Both trunks are built from the same config (transformers' ``TrunkConfig`` made by
 ``xtrimo.structure.trunk.trunk_config``), with random weights, on the CPU, one pass (no recycling), batch 1. The
 peer runs at each of ``--peer-chunks`` and its fastest is reported; xtrimo runs with its length-chosen chunk size.
-Each measurement runs in a fresh process so that peak memory (resident growth during the forward, benchmarks/speed/_fresh.py) is its own.
+Each measurement runs in a fresh process so that peak memory (resident growth during the forward, ``_fresh.py``)
+is its own.
 
     OMP_NUM_THREADS=1 python benchmarks/speed/fold_speed.py                          # 2 blocks, c_s 256, c_z 64
     python benchmarks/speed/fold_speed.py --blocks 8 --lengths 128 256 512 --threads 2
