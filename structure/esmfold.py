@@ -45,7 +45,7 @@ FIXED_STRUCTURE_MODULE = ("num_transition_layers", "num_resnet_blocks", "num_ang
                           "epsilon", "inf")
 BYTES = 4  # float32 activations
 # what a fold holds beside the pair terms of peak_bytes: 0.26-0.31 GB measured at 256-512 residues, rounded up
-FIXED_BYTES = 4 * 10 ** 8
+FIXED_BYTES = int(0.4 * 2 ** 30)
 
 
 def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
@@ -183,8 +183,8 @@ def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
     them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
     ``[chunk, heads, N, N]``), plus ``FIXED_BYTES`` for the rest (the language model's states, the structure
     module, the heads, the libraries' working memory). Measured at ESMFold's widths, the weights taken off
-    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.58 GB at N = 256 (estimate 0.65), 1.31 GB at 512
-    (1.42), 3.36 GB at 1,000 (4.28), 12.8 GB at 2,000 (15.8).
+    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.58 GB at N = 256 (estimate 0.67), 1.31 GB at 512
+    (1.45), 3.36 GB at 1,000 (4.31), 12.8 GB at 2,000 (15.8).
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length

@@ -59,7 +59,7 @@ class FoldTrainerConfig:
     eval_recycles: int = 1
     log_every_n_steps: int = 20
     threads: int = 0  # torch intra-op threads (0: leave as is)
-    accelerator: str = "auto"  # Lightning's: "auto" takes a GPU when there is one, else the CPU
+    accelerator: str = "cpu"  # Lightning's: "gpu", or "auto" (a GPU when there is one, Apple's MPS on a Mac)
     devices: int = 1
     precision: str = "32-true"  # Lightning's, e.g. "bf16-mixed" on a GPU
     init_from: str = ""  # folding checkpoint whose head weights start this run (continued training)

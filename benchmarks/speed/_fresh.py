@@ -19,8 +19,17 @@ def run_in_fresh_process(target: Callable[..., None], *args: object) -> object:
 
 
 def _status_gb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 2 ** 20  # kB -> GiB
+    """A ``/proc/self/status`` memory field in GiB; without ``/proc`` (not Linux), ``ru_maxrss``: only right in a
+    process whose parent never held more."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 2 ** 20  # kB -> GiB
+    except FileNotFoundError:
+        import resource
+        import sys
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+        return rss / (2 ** 30 if sys.platform == "darwin" else 2 ** 20)
 
 
 def start_peak() -> float:
@@ -29,8 +38,11 @@ def start_peak() -> float:
 
     Not ``ru_maxrss``: a spawned child's ``ru_maxrss`` starts at its parent's peak (Linux carries it across
     ``execve``) and never goes down, so growth measured with it hides below whatever was held before."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except FileNotFoundError:
+        pass
     return _status_gb("VmRSS")
 
 
