@@ -96,8 +96,8 @@ def main() -> None:
           f"random weights, one pass, float32, {args.threads} thread(s), best of {args.repeats}; xtrimo: "
           f"--max-memory-gb {args.max_memory_gb}; peer: EsmForProteinFolding.infer, chunk sizes "
           f"{[c or 'none' for c in args.peer_chunks]}, fastest reported")
-    print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>9} {'xtrimo GB':>10} {'estimate GB':>11} {'peer s (chunk)':>15} "
-          f"{'peer GB':>8} {'speed-up':>9}")
+    print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>9} {'xtrimo GB':>10} {'of it weights':>13} {'estimate GB':>11} "
+          f"{'peer s (chunk)':>15} {'peer GB':>8} {'speed-up':>9}   (estimate: activations, peak_bytes)")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "esmfold"
         build(path, args.blocks)
@@ -106,13 +106,13 @@ def main() -> None:
 
         trunk = xtrimo_trunk_config(EsmConfig.from_pretrained(path).esmfold_config.trunk)
         with safe_open(str(path / "model.safetensors"), "pt") as f:  # float32 weights, every part of the model
-            weights = 4 * sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+            weights = 4 * sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()) / 2 ** 30
         for length in args.lengths:
             sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
             chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
-            estimate = (peak_bytes(length, trunk, chunk) + weights) / 2 ** 30
+            estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
             ours, ours_mem = run("xtrimo", path, sequence, None, args)
-            line = f"{length:>5} {chunk or 'none':>5} {ours:>9.1f} {ours_mem:>10.2f} {estimate:>11.2f}"
+            line = f"{length:>5} {chunk or 'none':>5} {ours:>9.1f} {ours_mem:>10.2f} {weights:>13.2f} {estimate:>11.2f}"
             if not args.no_peer:
                 peer = [(run("peer", path, sequence, c or None, args), c) for c in args.peer_chunks]
                 (best, best_mem), best_chunk = min(peer, key=lambda r: r[0][0])
