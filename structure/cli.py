@@ -137,6 +137,9 @@ def _run_fold(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.input}: no FASTA records")
     out = Path(args.output)
     refuse_nonempty(out)  # before the model loads; output_folder checks again when it starts writing
+    from xtrimo.structure.allocator import retain_freed_memory
+
+    retain_freed_memory()  # pair tensors reuse the heap instead of fresh pages (allocator.py; ~10% per block)
     folder = _load_folder(args)
     rows: dict[str, dict[str, object]] = {}
     good = []

@@ -45,7 +45,7 @@ FIXED_STRUCTURE_MODULE = ("num_transition_layers", "num_resnet_blocks", "num_ang
                           "epsilon", "inf")
 BYTES = 4  # float32 activations
 # what a fold holds beside the pair terms of peak_bytes: 0.26-0.31 GB measured at 256-512 residues, rounded up
-FIXED_BYTES = int(0.4 * 2 ** 30)
+FIXED_BYTES = int(0.5 * 2 ** 30)
 
 
 def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
@@ -182,9 +182,10 @@ def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
     triangle multiplication's a / b / gate / product; the trunk holds no initial or recycled pair state beside
     them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
     ``[chunk, heads, N, N]``), plus ``FIXED_BYTES`` for the rest (the language model's states, the structure
-    module, the heads, the libraries' working memory). Measured at ESMFold's widths, the weights taken off
-    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.58 GB at N = 256 (estimate 0.67), 1.31 GB at 512
-    (1.45), 3.36 GB at 1,000 (4.31), 12.8 GB at 2,000 (15.8).
+    module, the heads, the libraries' working memory, and the heap that ``xtrimo-fold`` keeps: see
+    ``allocator.py``). Measured at ESMFold's widths as ``xtrimo-fold`` runs, the weights taken off
+    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.48-0.54 GB at N = 256 (estimate 0.77), 1.45 GB at
+    512 (1.55), 4.08 GB at 1,000 (4.41), 12.65 GB at 2,000 (15.94).
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length

@@ -133,3 +133,5 @@ def test_fused_block_under_bf16_autocast_matches_reference():
     real = pair_mask.bool()
     assert torch.isfinite(z2[real]).all()
     assert (z1[real].float() - z2[real].float()).abs().max() < 0.1 * z1[real].float().abs().max()
+    residues = seq_mask.bool()
+    assert (s1[residues].float() - s2[residues].float()).abs().max() < 0.1 * s1[residues].float().abs().max()
