@@ -34,6 +34,7 @@ from transformers.models.esm.openfold_utils import (
 )
 
 from xtrimo.checkpoint import CheckpointError
+from xtrimo.structure.allocator import MMAP_THRESHOLD
 from xtrimo.structure.config import StructureModuleConfig, TrunkConfig
 from xtrimo.structure.model import PAE_MAX_BIN
 from xtrimo.structure.outputs import FoldOutput, Residues
@@ -46,6 +47,9 @@ FIXED_STRUCTURE_MODULE = ("num_transition_layers", "num_resnet_blocks", "num_ang
 BYTES = 4  # float32 activations
 # what a fold holds beside the pair terms of peak_bytes: 0.26-0.31 GB measured at 256-512 residues, rounded up
 FIXED_BYTES = int(0.5 * 2 ** 30)
+# pair tensors below the heap threshold that xtrimo-fold sets are reused from the heap, whose holes fragment it:
+# the peak at 512 residues grew by about 3 pair tensors over the first folds (then stayed; allocator.py)
+HEAP_SLACK_PAIRS = 3
 
 
 def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
@@ -182,14 +186,17 @@ def peak_bytes(length: int, cfg: TrunkConfig, chunk: int | None) -> int:
     triangle multiplication's a / b / gate / product; the trunk holds no initial or recycled pair state beside
     them), plus one chunk of triangle attention (queries, keys, values ``[chunk, N, c_z]`` each and the scores
     ``[chunk, heads, N, N]``), plus ``FIXED_BYTES`` for the rest (the language model's states, the structure
-    module, the heads, the libraries' working memory, and the heap that ``xtrimo-fold`` keeps: see
-    ``allocator.py``). Measured at ESMFold's widths as ``xtrimo-fold`` runs, the weights taken off
-    (benchmarks/speed/esmfold_speed.py, docs/structure.md): 0.48-0.54 GB at N = 256 (estimate 0.77), 1.45 GB at
-    512 (1.55), 4.08 GB at 1,000 (4.41), 12.65 GB at 2,000 (15.94).
+    module, the heads, the libraries' working memory), plus ``HEAP_SLACK_PAIRS`` pair tensors where those stay in
+    the heap that ``xtrimo-fold`` keeps (``allocator.py``: below 256 MiB, N < 724 at c_z = 128). Measured at
+    ESMFold's widths as ``xtrimo-fold`` runs, one pass, the weights taken off (benchmarks/speed/esmfold_speed.py,
+    docs/structure.md): 0.48-0.54 GB at N = 256 with 48 blocks (estimate 0.87), 1.80 GB at 512 with 48 blocks
+    (1.92), 4.08 GB at 1,000 with one block (4.41), 12.65 GB at 2,000 with one block (15.94).
     """
     heads = cfg.c_z // cfg.pairwise_head_width
     rows = chunk or length
-    return FIXED_BYTES + BYTES * (6 * length * length * cfg.c_z + rows * length * (3 * cfg.c_z + heads * length))
+    pair = BYTES * length * length * cfg.c_z
+    slack = HEAP_SLACK_PAIRS * pair if pair < MMAP_THRESHOLD else 0
+    return FIXED_BYTES + slack + 6 * pair + BYTES * rows * length * (3 * cfg.c_z + heads * length)
 
 
 def chunk_for_memory(length: int, cfg: TrunkConfig, budget_gb: float | None = None) -> int | None:
