@@ -34,6 +34,6 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's (mallopt)")
 def test_retained_heap_reuses_pages_of_freed_pair_sized_tensors() -> None:
     as_shipped, retained = _faults("default"), _faults("retain")
-    # as shipped: about 5 * 48 MiB / 4 KiB = 61,440 faults (fewer where the kernel backs mappings with huge pages)
-    assert as_shipped > 100, as_shipped
+    # as shipped: about 5 * 48 MiB / 4 KiB = 61,440 faults (about 120 where the kernel backs them with 2 MiB pages)
+    assert as_shipped > 50, as_shipped
     assert retained * 20 < as_shipped, (retained, as_shipped)
