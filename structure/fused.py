@@ -33,8 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.models.esm.modeling_esmfold import (
     EsmFoldResidueMLP,
+    EsmFoldSequenceToPair,
     EsmFoldTriangleAttention,
     EsmFoldTriangleMultiplicativeUpdate,
+    EsmFoldTriangularSelfAttentionBlock,
 )
 
 POSITIONS = 1024  # pair positions per block in the inference paths: a [4 C_z, 1024] block (C_z = 64) is 1 MiB
@@ -58,11 +60,7 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
             mask = mask.transpose(-1, -2) if mask is not None else None
         x = self.layer_norm(x)
         rows = x.shape[1]
-        bias = self.linear(x).permute(0, 3, 1, 2)  # [B, H, J(query), J(key)]
-        if mask is not None:
-            # key k is real when residue k is: the pair mask's diagonal (row k, column k)
-            key_mask = torch.diagonal(mask, dim1=-2, dim2=-1)  # [B, J]
-            bias = bias + (self.inf * (key_mask - 1))[:, None, None, :].to(bias.dtype)
+        bias = self._bias(x, mask)
 
         step = chunk_size if chunk_size else rows
         out = torch.empty_like(x) if not torch.is_grad_enabled() else None
@@ -75,6 +73,57 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
                 out[:, rs] = y  # no second full-size copy when no gradient is recorded
         out = torch.cat(chunks, dim=1) if out is None else out
         return out.transpose(-2, -3) if not self.starting else out
+
+    def _bias(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The triangle bias plus the key mask, ``[B, H, J(query), J(key)]``, from the normalised ``x``."""
+        bias = self.linear(x).permute(0, 3, 1, 2)
+        if mask is not None:
+            # key k is real when residue k is: the pair mask's diagonal (row k, column k)
+            key_mask = torch.diagonal(mask, dim1=-2, dim2=-1)  # [B, J]
+            bias = bias + (self.inf * (key_mask - 1))[:, None, None, :].to(bias.dtype)
+        return bias
+
+    def add_to(self, z: torch.Tensor, mask: torch.Tensor | None = None, chunk_size: int | None = None) -> torch.Tensor:
+        """``z + self(z, mask, chunk_size)``, a new ``[B, I, J, C]`` tensor; ``z`` is not changed.
+
+        Without autograd, per chunk of rows: one matmul gives the queries, keys, values and gate ``[R * J, 4 H D]``
+        (over blocks of ``POSITIONS`` rows); attention runs on strided views of it; per block of rows again, the gate
+        is applied in place in its own columns, which then feed the output projection, and the residual is added as
+        the block is written. The original's gate, reshaped output,
+        gated product, stacked and concatenated results and the block's separate residual pass (each ``[N, N, C]``)
+        are gone.
+        """
+        mha = self.mha
+        if not (_inference_mode(z) and mha.gating):
+            return z + self(z, mask=mask, chunk_size=chunk_size)
+        x = z if self.starting else z.transpose(-2, -3)
+        if mask is not None and not self.starting:
+            mask = mask.transpose(-1, -2)
+        xn = self.layer_norm(x)  # contiguous in the attended order
+        bias = self._bias(xn, mask)
+        w = torch.cat([mha.linear_q.weight, mha.linear_k.weight, mha.linear_v.weight, mha.linear_g.weight])
+        width = mha.linear_q.weight.shape[0]  # H * D
+        out = torch.empty_like(z)
+        out_x = out if self.starting else out.transpose(-2, -3)
+        b, rows, cols, c = xn.shape
+        step = max(1, POSITIONS // cols)  # rows per block of about POSITIONS pair positions
+        for i in range(b):
+            for rs in _spans(rows, chunk_size or rows):
+                xr = xn[i, rs].reshape(-1, c)  # [R * J, C]
+                proj = xr.new_empty(xr.shape[0], 4 * width)  # q, k, v, gate
+                for ps in _spans(xr.shape[0], POSITIONS):  # thin matmuls run twice as fast on blocks in cache
+                    torch.mm(xr[ps], w.T, out=proj[ps])
+                r = xr.shape[0] // cols
+                q, k, v, g = (proj[:, j * width : (j + 1) * width].view(r, cols, self.no_heads, -1) for j in range(4))
+                o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                                   attn_mask=bias[i : i + 1]).transpose(1, 2)  # [R, J, H, D]
+                x_rows, out_rows = x[i, rs], out_x[i, rs]
+                for rr in _spans(r, step):
+                    g[rr].add_(mha.linear_g.bias.view(self.no_heads, -1)).sigmoid_().mul_(o[rr])
+                    y = torch.addmm(mha.linear_o.bias, proj[rr.start * cols : rr.stop * cols, 3 * width :],
+                                    mha.linear_o.weight.T)  # [R' * J, C]
+                    torch.add(x_rows[rr], y.view(-1, cols, c), out=out_rows[rr])
+        return out
 
     def _rows(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Attention of the rows in ``x`` ``[B, I', J, C]`` (a chunk of rows bounds the q / k / v memory)."""
@@ -130,18 +179,23 @@ class FusedTriangleMultiplication(EsmFoldTriangleMultiplicativeUpdate):
         x = self.layer_norm_out(p.permute(0, 2, 3, 1)).reshape(*batch, n, n, c)
         return self.linear_z(x) * torch.sigmoid(self.linear_g(z))
 
+    def add_to(self, z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``z + self(z, mask)``, a new tensor; without autograd the residual is added block by block."""
+        return self._inference(z, mask, residual=True) if _inference_mode(z) else z + self(z, mask=mask)
+
     def _product(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """outgoing: p[i, j] = sum_k a[i, k] b[j, k]; incoming: p[i, j] = sum_k a[k, i] b[k, j] (per channel)."""
         return a @ b.transpose(-1, -2) if self._outgoing else a.transpose(-1, -2) @ b
 
-    def _inference(self, z: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """The same update without autograd, in blocks of ``POSITIONS`` pair positions.
+    def _inference(self, z: torch.Tensor, mask: torch.Tensor | None, residual: bool = False) -> torch.Tensor:
+        """The same update (plus ``z`` if ``residual``) without autograd, in blocks of ``POSITIONS`` pair positions.
 
         Per block: layer norm, one matmul for the four a / b projections (channel-first) and one for the output
         gate, gating in place, written into a, b and the gate; after the triangle product, per block again: the
-        output layer norm, ``linear_z`` and the gate, written into the gate's storage. Every full-size ``[N, N, C]``
-        pass of the original (layer norms, bias copies, sigmoids, products, permuted copies) becomes a pass over a
-        block that stays in cache.
+        output layer norm (over the channels of the channel-first product, its scale folded into ``linear_z``), the
+        projection and the gate, written into the gate's storage. Every full-size ``[N, N, C]`` pass of the original
+        (layer norms, bias copies, sigmoids, products, permuted copies) becomes a pass over a block that stays in
+        cache.
         """
         *batch, n, _, c = z.shape
         zf = z.reshape(-1, n * n, c)
@@ -163,10 +217,17 @@ class FusedTriangleMultiplication(EsmFoldTriangleMultiplicativeUpdate):
                         block.mul_(mf[i, ps])
         p = self._product(a.view(-1, c, n, n), b.view(-1, c, n, n)).view(-1, c, n * n)
         del a, b
+        norm, lin = self.layer_norm_out, self.linear_z
+        w_z = lin.weight * norm.weight  # linear_z(gamma * x_hat + beta) = (W gamma) x_hat + (W beta + b)
+        b_z = torch.addmv(lin.bias, lin.weight, norm.bias)
         for i in range(zf.shape[0]):
             for ps in _spans(n * n, POSITIONS):
-                x = self.layer_norm_out(p[i, :, ps].T)
-                out[i, ps].mul_(torch.addmm(self.linear_z.bias, x, self.linear_z.weight.T))
+                block = p[i, :, ps]  # [C, P]: normalised over the channels in place, no transposed copy
+                x = block - block.mean(0)
+                x.mul_(x.square().mean(0).add_(norm.eps).rsqrt_())
+                update = out[i, ps].mul_(torch.addmm(b_z, x.T, w_z.T))
+                if residual:
+                    update.add_(zf[i, ps])
         return out.view(*batch, n, n, c)
 
 
@@ -198,6 +259,70 @@ class FusedResidueMLP(EsmFoldResidueMLP):
         return out.view(x.shape)
 
 
+class FusedSequenceToPair(EsmFoldSequenceToPair):
+    """Drop-in replacement for ``EsmFoldSequenceToPair`` with :meth:`add_to` for the block's residual."""
+
+    @classmethod
+    def from_module(cls, module: EsmFoldSequenceToPair) -> FusedSequenceToPair:
+        new = cls(module.layernorm.normalized_shape[0], module.proj.out_features // 2, module.o_proj.out_features)
+        new.load_state_dict(module.state_dict())
+        return new.to(module.o_proj.weight.device)
+
+    def add_to(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """``z + self(s)`` for ``s`` ``[B, N, c_s]``, ``z`` ``[B, N, N, C_z]``; a new tensor.
+
+        Without autograd, by linearity: ``o_proj([q_j * k_i, q_j - k_i]) = W_p (q_j * k_i) + (W_d q_j + b) - W_d k_i``
+        for pair ``(i, j)``, so only the product half goes through a pair-sized matmul (half the original's FLOPs)
+        and the difference half is two ``[N, C_z]`` terms broadcast over rows and columns, added with the residual
+        over blocks of rows; the original's ``[N, N, 2 inner]`` product, difference and concatenation are gone.
+        """
+        if not _inference_mode(z):
+            return z + self(s)
+        q, k = self.proj(self.layernorm(s)).chunk(2, dim=-1)  # [B, N, inner] each
+        inner = q.shape[-1]
+        w_prod, w_diff = self.o_proj.weight[:, :inner], self.o_proj.weight[:, inner:]
+        by_col = torch.addmm(self.o_proj.bias, q.reshape(-1, inner), w_diff.T).view(*q.shape[:2], -1)  # [B, N, C]
+        by_row = (k.reshape(-1, inner) @ w_diff.T).view(*k.shape[:2], -1)
+        out = torch.empty_like(z)
+        n = z.shape[1]
+        for b in range(z.shape[0]):
+            for rs in _spans(n, max(1, POSITIONS // n)):
+                prod = q[b][None] * k[b, rs][:, None]  # [R, N, inner]: row i, column j
+                y = (prod.view(-1, inner) @ w_prod.T).view(prod.shape[0], n, -1)
+                torch.add(z[b, rs], y, out=out[b, rs]).add_(by_col[b][None]).sub_(by_row[b, rs][:, None])
+        return out
+
+
+class FusedTriangularBlock(EsmFoldTriangularSelfAttentionBlock):
+    """``EsmFoldTriangularSelfAttentionBlock`` with the modules above; without autograd (and without dropout), each
+    pair update adds its own residual (``add_to``), so no update is written out and read back as a whole."""
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        fuse_trunk_blocks(self)
+
+    @classmethod
+    def from_module(cls, module: EsmFoldTriangularSelfAttentionBlock) -> FusedTriangularBlock:
+        new = cls(module.config)
+        new.load_state_dict(module.state_dict())
+        return new.to(module.layernorm_1.weight.device).train(module.training)
+
+    def forward(self, sequence_state: torch.Tensor, pairwise_state: torch.Tensor, mask: torch.Tensor | None = None,
+                chunk_size: int | None = None, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+        """As the original: ``s`` ``[B, N, c_s]``, ``z`` ``[B, N, N, c_z]``, ``mask`` ``[B, N]`` -> new ``(s, z)``."""
+        if not _inference_mode(pairwise_state) or (self.training and self.config.dropout > 0):
+            return super().forward(sequence_state, pairwise_state, mask=mask, chunk_size=chunk_size, **kwargs)
+        y, _ = self.seq_attention(self.layernorm_1(sequence_state), mask=mask, bias=self.pair_to_sequence(pairwise_state))
+        s = self.mlp_seq(sequence_state + y)
+        tri_mask = mask.unsqueeze(2) * mask.unsqueeze(1) if mask is not None else None
+        z = self.sequence_to_pair.add_to(s, pairwise_state)
+        z = self.tri_mul_out.add_to(z, tri_mask)
+        z = self.tri_mul_in.add_to(z, tri_mask)
+        z = self.tri_att_start.add_to(z, tri_mask, chunk_size)
+        z = self.tri_att_end.add_to(z, tri_mask, chunk_size)
+        return s, self.mlp_pair(z)
+
+
 def _spans(total: int, step: int) -> list[slice]:
     """``slice``s covering ``range(total)`` in steps of ``step`` (the last one shorter)."""
     return [slice(start, min(start + step, total)) for start in range(0, total, step)]
@@ -210,13 +335,14 @@ def _inference_mode(x: torch.Tensor) -> bool:
 
 
 def fuse_trunk_blocks(module: nn.Module) -> None:
-    """Replace triangle attention and multiplication inside ``module`` by the versions above, in place."""
+    """Replace ESMFold's trunk blocks and their triangle attention, multiplication, MLP and sequence-to-pair modules
+    inside ``module`` by the versions above, in place (same parameters and names)."""
+    swaps = ((EsmFoldTriangularSelfAttentionBlock, FusedTriangularBlock), (EsmFoldTriangleAttention, SdpaTriangleAttention),
+             (EsmFoldTriangleMultiplicativeUpdate, FusedTriangleMultiplication), (EsmFoldResidueMLP, FusedResidueMLP),
+             (EsmFoldSequenceToPair, FusedSequenceToPair))
     for name, child in list(module.named_children()):
-        if isinstance(child, EsmFoldTriangleAttention) and not isinstance(child, SdpaTriangleAttention):
-            setattr(module, name, SdpaTriangleAttention.from_module(child))
-        elif isinstance(child, EsmFoldTriangleMultiplicativeUpdate) and not isinstance(child, FusedTriangleMultiplication):
-            setattr(module, name, FusedTriangleMultiplication.from_module(child))
-        elif isinstance(child, EsmFoldResidueMLP) and not isinstance(child, FusedResidueMLP):
-            setattr(module, name, FusedResidueMLP.from_module(child))
-        else:
+        swap = next((fused for original, fused in swaps if isinstance(child, original)), None)
+        if swap is not None and not isinstance(child, swap):
+            setattr(module, name, swap.from_module(child))
+        elif swap is None:
             fuse_trunk_blocks(child)

@@ -24,7 +24,7 @@ from transformers.models.esm.modeling_esmfold import (
 from transformers.models.esm.modeling_esmfold import EsmFoldInvariantPointAttention, EsmFoldLinear
 
 from xtrimo.structure.config import TrunkConfig, auto_chunk_size
-from xtrimo.structure.fused import fuse_trunk_blocks
+from xtrimo.structure.fused import FusedTriangularBlock
 from xtrimo.structure.outputs import Residues, TrunkOutput
 
 RECYCLE_BINS = 15  # AlphaFold 2 recycling distogram: 15 bins from 3.375 to 21.375 A (suppl. 1.10)
@@ -53,8 +53,8 @@ class FoldingTrunk(nn.Module):
         self.cfg = cfg
         tc = trunk_config(cfg)
         self.pairwise_positional_embedding = EsmFoldRelativePosition(tc)
-        self.blocks = nn.ModuleList([EsmFoldTriangularSelfAttentionBlock(tc) for _ in range(cfg.num_blocks)])
-        fuse_trunk_blocks(self.blocks)  # same parameters, faster triangle attention / multiplication (fused.py)
+        # ESMFold's blocks with the same parameters, faster in inference and in training (fused.py)
+        self.blocks = nn.ModuleList([FusedTriangularBlock(tc) for _ in range(cfg.num_blocks)])
         self.recycle_s_norm = nn.LayerNorm(cfg.c_s)
         self.recycle_z_norm = nn.LayerNorm(cfg.c_z)
         self.recycle_disto = nn.Embedding(RECYCLE_BINS, cfg.c_z)
