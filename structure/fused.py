@@ -312,7 +312,8 @@ class FusedTriangularBlock(EsmFoldTriangularSelfAttentionBlock):
         """As the original: ``s`` ``[B, N, c_s]``, ``z`` ``[B, N, N, c_z]``, ``mask`` ``[B, N]`` -> new ``(s, z)``."""
         if not _inference_mode(pairwise_state) or (self.training and self.config.dropout > 0):
             return super().forward(sequence_state, pairwise_state, mask=mask, chunk_size=chunk_size, **kwargs)
-        y, _ = self.seq_attention(self.layernorm_1(sequence_state), mask=mask, bias=self.pair_to_sequence(pairwise_state))
+        bias = self.pair_to_sequence(pairwise_state)
+        y, _ = self.seq_attention(self.layernorm_1(sequence_state), mask=mask, bias=bias)
         s = self.mlp_seq(sequence_state + y)
         tri_mask = mask.unsqueeze(2) * mask.unsqueeze(1) if mask is not None else None
         z = self.sequence_to_pair.add_to(s, pairwise_state)
@@ -337,7 +338,8 @@ def _inference_mode(x: torch.Tensor) -> bool:
 def fuse_trunk_blocks(module: nn.Module) -> None:
     """Replace ESMFold's trunk blocks and their triangle attention, multiplication, MLP and sequence-to-pair modules
     inside ``module`` by the versions above, in place (same parameters and names)."""
-    swaps = ((EsmFoldTriangularSelfAttentionBlock, FusedTriangularBlock), (EsmFoldTriangleAttention, SdpaTriangleAttention),
+    swaps = ((EsmFoldTriangularSelfAttentionBlock, FusedTriangularBlock),
+             (EsmFoldTriangleAttention, SdpaTriangleAttention),
              (EsmFoldTriangleMultiplicativeUpdate, FusedTriangleMultiplication), (EsmFoldResidueMLP, FusedResidueMLP),
              (EsmFoldSequenceToPair, FusedSequenceToPair))
     for name, child in list(module.named_children()):

@@ -7,12 +7,13 @@ widths 32, structure module 384 / 128, 8 IPA blocks) with random weights behind 
 It is written once with ``save_pretrained`` and each measurement loads it in a fresh process; the peak is the
 process's resident growth over loading and folding, above what it held after its imports: weights (both sides
 read safetensors through a memory map, which loads pages as they are touched) plus activations. The peer runs at
-each of ``--peer-chunks`` (0 = unchunked) and its fastest is reported; xtrimo chooses its chunk from the length and
+each of ``--peer-chunks`` (0 = unchunked) in the first round and at its fastest in the others, interleaved with
+xtrimo (the machine's speed drifts between minutes); xtrimo chooses its chunk from the length and
 ``--max-memory-gb``. xtrimo runs as ``xtrimo-fold`` does, with freed memory kept in the heap
 (``xtrimo.structure.allocator``); the peer is measured with glibc's allocator as it ships and, for a ratio that
 credits xtrimo's code alone, with the same setting.
 
-    python benchmarks/speed/esmfold_speed.py --lengths 256 --threads 2                 # vs the peer
+    python benchmarks/speed/esmfold_speed.py --lengths 256 --threads 2                 # vs the peer, 3 rounds
     python benchmarks/speed/esmfold_speed.py --lengths 1000 2000 --blocks 1 --no-peer  # memory at long lengths
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -86,6 +88,11 @@ def run(impl: str, path: Path, sequence: str, chunk: int | None, retain: bool,
     return run_in_fresh_process(_measure, impl, str(path), sequence, chunk, retain, args)
 
 
+def _spread(times: list[float]) -> str:
+    """``median (min-max)`` of one side's fold times over the rounds."""
+    return f"{statistics.median(times):.1f} ({min(times):.1f}-{max(times):.1f})"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
@@ -93,7 +100,10 @@ def main() -> None:
     p.add_argument("--peer-chunks", type=int, nargs="+", default=[0, 64, 128], help="0 = unchunked")
     p.add_argument("--no-peer", action="store_true", help="xtrimo only (long chains: time and peak)")
     p.add_argument("--max-memory-gb", type=float, default=16.0)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=1, help="folds per process (the fastest counts)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds: xtrimo, the peer at its fastest chunk as shipped, the peer with the heap "
+                        "kept (the first round tries every --peer-chunks size to find the fastest)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     import random
@@ -101,13 +111,16 @@ def main() -> None:
     from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes, xtrimo_trunk_config
 
     print(f"ESMFold v1 trunk ({args.blocks} blocks, c_s 1024, c_z 128, structure module 384/128 x 8), ESM-2 6 x 320, "
-          f"random weights, one pass, float32, {args.threads} thread(s), best of {args.repeats}; xtrimo: "
-          f"--max-memory-gb {args.max_memory_gb}; peer: EsmForProteinFolding.infer, chunk sizes "
-          f"{[c or 'none' for c in args.peer_chunks]}, fastest reported, with glibc's allocator as it ships "
+          f"random weights, one pass, float32, {args.threads} thread(s), best of {args.repeats} per process, "
+          f"{args.rounds} interleaved round(s), each fold in a fresh process; xtrimo: --max-memory-gb "
+          f"{args.max_memory_gb}; peer: EsmForProteinFolding.infer at its fastest of chunk sizes "
+          f"{[c or 'none' for c in args.peer_chunks]} (found in round 1), with glibc's allocator as it ships "
           f"('peer') and with the heap kept as xtrimo-fold keeps it ('peer, heap kept': retain_freed_memory)")
-    print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>9} {'xtrimo GB':>10} {'of it weights':>13} {'estimate GB':>11} "
-          f"{'peer s (chunk)':>15} {'peer GB':>8} {'speed-up':>9} {'peer, heap kept':>16} {'GB':>5} {'speed-up':>9}"
-          f"   (estimate: activations, peak_bytes)")
+    print("times: median (min-max) over the rounds; speed-up: ratio of the medians [lowest-highest ratio within a "
+          "round]; GB: highest peak over the rounds; estimate: activations, peak_bytes")
+    print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>17} {'xtrimo GB':>9} {'of it weights':>13} {'estimate GB':>11} "
+          f"{'peer s':>17} {'(chunk)':>7} {'GB':>5} {'speed-up':>19} {'peer, heap kept s':>17} {'(chunk)':>7} "
+          f"{'GB':>5} {'speed-up':>19}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "esmfold"
         build(path, args.blocks)
@@ -121,14 +134,25 @@ def main() -> None:
             sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
             chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
             estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
-            ours, ours_mem = run("xtrimo", path, sequence, None, True, args)
-            line = f"{length:>5} {chunk or 'none':>5} {ours:>9.1f} {ours_mem:>10.2f} {weights:>13.2f} {estimate:>11.2f}"
-            if not args.no_peer:
-                for retain in (False, True):
-                    peer = [(run("peer", path, sequence, c or None, retain, args), c) for c in args.peer_chunks]
-                    (best, best_mem), best_chunk = min(peer, key=lambda r: r[0][0])
-                    line += f" {best:>8.1f} ({best_chunk or 'none':>4}) {best_mem:>{8 if not retain else 5}.2f}"
-                    line += f" {best / ours:>8.2f}x"
+            ours, ours_mem = [], 0.0
+            peers = {False: ([], 0.0, None), True: ([], 0.0, None)}  # heap kept -> (times, peak, fastest chunk)
+            for round_ in range(args.rounds if not args.no_peer else 1):
+                t, mem = run("xtrimo", path, sequence, None, True, args)
+                ours.append(t)
+                ours_mem = max(ours_mem, mem)
+                for retain in () if args.no_peer else (False, True):
+                    times, peak, best_chunk = peers[retain]
+                    chunks = args.peer_chunks if round_ == 0 else [best_chunk]
+                    results = [(run("peer", path, sequence, c or None, retain, args), c) for c in chunks]
+                    (t, mem), best_chunk = min(results, key=lambda r: r[0][0])
+                    peers[retain] = ([*times, t], max(peak, max(r[0][1] for r in results)), best_chunk)
+            line = (f"{length:>5} {chunk or 'none':>5} {_spread(ours):>17} {ours_mem:>9.2f} {weights:>13.2f} "
+                    f"{estimate:>11.2f}")
+            for times, peak, best_chunk in [] if args.no_peer else (peers[False], peers[True]):
+                ratios = [b / a for a, b in zip(ours, times)]
+                median = statistics.median(times) / statistics.median(ours)
+                speed = f"{median:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+                line += f" {_spread(times):>17} {best_chunk or 'none':>7} {peak:>5.2f} {speed:>19}"
             print(line, flush=True)
 
 

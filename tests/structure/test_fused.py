@@ -122,7 +122,8 @@ def test_fused_block_matches_reference_on_real_residues():
     _randomise(block)
     fused = _fused_copy(block)
     assert isinstance(fused, FusedTriangularBlock) and isinstance(fused.sequence_to_pair, FusedSequenceToPair)
-    assert isinstance(fused.tri_att_end, SdpaTriangleAttention) and isinstance(fused.tri_mul_in, FusedTriangleMultiplication)
+    assert isinstance(fused.tri_att_end, SdpaTriangleAttention)
+    assert isinstance(fused.tri_mul_in, FusedTriangleMultiplication)
     assert block.state_dict().keys() == fused.state_dict().keys()  # checkpoints are unchanged
     z, seq_mask, pair_mask = _padded_pair()
     s = torch.randn(2, 13, 32)
