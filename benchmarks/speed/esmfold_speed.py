@@ -117,7 +117,8 @@ def main() -> None:
           f"{[c or 'none' for c in args.peer_chunks]} (found in round 1), with glibc's allocator as it ships "
           f"('peer') and with the heap kept as xtrimo-fold keeps it ('peer, heap kept': retain_freed_memory)")
     print("times: median (min-max) over the rounds; speed-up: ratio of the medians [lowest-highest ratio within a "
-          "round]; GB: highest peak over the rounds; estimate: activations, peak_bytes")
+          "round]; GB: highest peak over the rounds (the peer's at its fastest chunk); "
+          "estimate: activations, peak_bytes")
     print(f"{'L':>5} {'chunk':>5} {'xtrimo s':>17} {'xtrimo GB':>9} {'of it weights':>13} {'estimate GB':>11} "
           f"{'peer s':>17} {'(chunk)':>7} {'GB':>5} {'speed-up':>19} {'peer, heap kept s':>17} {'(chunk)':>7} "
           f"{'GB':>5} {'speed-up':>19}")
@@ -145,7 +146,7 @@ def main() -> None:
                     chunks = args.peer_chunks if round_ == 0 else [best_chunk]
                     results = [(run("peer", path, sequence, c or None, retain, args), c) for c in chunks]
                     (t, mem), best_chunk = min(results, key=lambda r: r[0][0])
-                    peers[retain] = ([*times, t], max(peak, max(r[0][1] for r in results)), best_chunk)
+                    peers[retain] = ([*times, t], max(peak, mem), best_chunk)  # the peak at the fastest chunk
             line = (f"{length:>5} {chunk or 'none':>5} {_spread(ours):>17} {ours_mem:>9.2f} {weights:>13.2f} "
                     f"{estimate:>11.2f}")
             for times, peak, best_chunk in [] if args.no_peer else (peers[False], peers[True]):
