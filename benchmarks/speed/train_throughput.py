@@ -70,12 +70,13 @@ class _Timer(L.Callback):
 
 
 def xtrimo_runner(cfg: ModelConfig, batches: list[list[str]], seed: int, warmup: int,
-                  bf16: bool) -> Callable[[], float]:
-    """One pass over the batches through ``PretrainModule`` + Lightning (the step ``xtrimo-train`` runs)."""
+                  bf16: bool, compile: bool = False) -> Callable[[], float]:
+    """One pass over the batches through ``PretrainModule`` + Lightning (the step ``xtrimo-train`` runs; with
+    ``compile``, that of ``trainer.compile=true``, compiled in the first untimed pass)."""
     tok = ResidueTokenizer()
     rng = np.random.default_rng(seed)
     data = [collate([build_mlm_sample(tok.encode(s), rng) for s in b]) for b in batches]
-    module = PretrainModule(cfg, OptimConfig(warmup_steps=1), StabilityConfig(), max_steps=10 ** 6)
+    module = PretrainModule(cfg, OptimConfig(warmup_steps=1), StabilityConfig(), max_steps=10 ** 6, compile=compile)
 
     def run() -> float:
         timer = _Timer(warmup)
@@ -189,6 +190,7 @@ def main() -> None:
     p.add_argument("--max-len", type=int, default=510, help="longest sequence (longer ones are cropped)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and sequences")
+    p.add_argument("--no-compile", action="store_true", help="time xtrimo's eager step only (trainer.compile=false)")
     args = p.parse_args()
     torch.manual_seed(args.seed)
     batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
@@ -202,7 +204,7 @@ def main() -> None:
     print(f"{len(batches)} batches of {args.sequences} real sequences, {residues} residues; model {args.layers} x "
           f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
     print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
-          "head at labelled positions")
+          "head at labelled positions" + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
     print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
           f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
     print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")
@@ -211,10 +213,14 @@ def main() -> None:
         bf16 = precision == "bf16"
         peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
         runners = {
-            "xtrimo": xtrimo_runner(cfg, batches, args.seed, args.warmup, bf16),
+            "xtrimo": xtrimo_runner(cfg, batches, args.seed, args.warmup, bf16, not args.no_compile),
             "hf-esm": hf_runner(args.layers, args.hidden, args.heads, batches, args.seed, args.warmup, bf16),
             "fair-esm": fair_esm_runner(args.layers, args.hidden, args.heads, batches, args.seed, args.warmup, bf16),
         }
+        if not args.no_compile:
+            runners["xtrimo-eager"] = xtrimo_runner(cfg, batches, args.seed, args.warmup, bf16)
+        if not args.no_compile:  # the compiled step's first pass compiles: not timed
+            runners["xtrimo"]()
         times: dict[str, list[float]] = {k: [] for k in runners}
         for _ in range(args.repeats):
             for name, run in runners.items():
@@ -223,10 +229,12 @@ def main() -> None:
         spread = {k: (residues / max(v), residues / min(v)) for k, v in times.items()}
         peer = max(speed["hf-esm"], speed["fair-esm"])
         rows.append((precision, speed, spread, speed["xtrimo"] / peer, speed["xtrimo"] * flops_tok / peak, peak))
-    print(f"\n{'precision':<10}{'xtrimo tok/s':>22}{'hf-esm':>20}{'fair-esm':>20}{'ratio':>8}{'of peak':>20}")
+    names = ("xtrimo", "hf-esm", "fair-esm") + (() if args.no_compile else ("xtrimo-eager",))
+    print(f"\n{'precision':<10}{'xtrimo tok/s':>22}{'hf-esm':>20}{'fair-esm':>20}"
+          + ("" if args.no_compile else f"{'xtrimo-eager':>20}") + f"{'ratio':>8}{'of peak':>20}")
     for precision, s, sp, ratio, frac, peak in rows:
         cells = "".join(f"{s[k]:>8.0f} ({sp[k][0]:.0f}-{sp[k][1]:.0f})".rjust(20 if k != "xtrimo" else 22)
-                        for k in ("xtrimo", "hf-esm", "fair-esm"))
+                        for k in names)
         print(f"{precision:<10}{cells}{ratio:>7.2f}x{frac:>8.1%} of {peak / 1e9:.0f} GFLOP/s")
     print("ratio: xtrimo / the faster peer (medians); goal >= 1.5x in bf16, >= 1.1x in fp32, bf16 >= 45% of peak")
 

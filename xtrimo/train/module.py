@@ -45,6 +45,7 @@ class PretrainModule(L.LightningModule):
         init_state: weights to start from (fine-tuning), or None for a fresh init.
         objective: the sample mixture, recorded in the checkpoints' config (``objectives``).
         token_multiple: round each batch's token count up to a multiple of this (few distinct product shapes).
+        compile: run the transformer blocks through ``torch.compile`` (:meth:`XTrimoPGLM.compile_blocks`).
     """
 
     def __init__(
@@ -58,6 +59,7 @@ class PretrainModule(L.LightningModule):
         init_state: dict[str, torch.Tensor] | None = None,
         objective: ObjectiveConfig | None = None,
         token_multiple: int = 1,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model_config, self.optim, self.stability, self.max_steps = model_config, optim, stability, max_steps
@@ -66,6 +68,7 @@ class PretrainModule(L.LightningModule):
         self.init_state = init_state
         self.objective = objective or ObjectiveConfig()
         self.token_multiple = token_multiple
+        self.compile_blocks = compile
         self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
         self.val_sums = torch.nn.ModuleDict(
             {f"{o}_{k}": SumMetric() for o in OBJECTIVE_NAMES for k in ("nll", "tokens", "unigram")}
@@ -86,6 +89,11 @@ class PretrainModule(L.LightningModule):
             from xtrimo.train.strategies import parallelize
 
             parallelize(self.model, self.device_mesh)
+        if self.compile_blocks:
+            from xtrimo.toolchain import check_toolchain
+
+            check_toolchain()
+            self.model.compile_blocks()
 
     def checkpoint_config(self, step: int) -> ModelConfig:
         """The model config a checkpoint after ``step`` optimizer steps records: the starting weights' objectives

@@ -156,7 +156,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     datamodule = PretrainDataModule(cfg.data, cfg.objective, t.accumulate_grad_batches)
     module = PretrainModule(model_cfg, cfg.optim, cfg.stability, t.max_steps, t.max_minutes * 60,
                             datamodule.unigram(model_cfg.padded_vocab_size), init_state, cfg.objective,
-                            t.token_multiple)
+                            t.token_multiple, t.compile)
     trainer = _trainer(cfg, out)
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
