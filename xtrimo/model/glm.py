@@ -214,11 +214,11 @@ class XTrimoPGLM(nn.Module):
         self._compiled_step = torch.compile(_one_token, options=options or None)
 
     def compile_blocks(self, **options: Any) -> None:
-        """Run each transformer block of whole-sequence passes (training, scoring, embedding) through
+        """Run each transformer block of whole-sequence passes (the trainer's ``trainer.compile``) through
         ``torch.compile`` (inductor ``options``): one graph for every block, with the token count and the batch
         shape traced as symbols. The norms, RoPE, layout changes and residuals around the products fuse into a few
         loops, and attention's mask enters the graph once; measured on the training step (ESM-2 8M dimensions,
-        bf16), 3-18% faster per pass. Each process compiles once per mode (training, no-grad)."""
+        bf16), 3-18% faster per pass (docs/training.md). Each process compiles once per mode (training, no-grad)."""
         self._compiled_block = torch.compile(_block, dynamic=True, options=options or None)
 
     def num_parameters(self) -> int:
