@@ -68,7 +68,7 @@ class PretrainModule(L.LightningModule):
         self.init_state = init_state
         self.objective = objective or ObjectiveConfig()
         self.token_multiple = token_multiple
-        self.compile_blocks = compile
+        self.use_compile = compile
         self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
         self.val_sums = torch.nn.ModuleDict(
             {f"{o}_{k}": SumMetric() for o in OBJECTIVE_NAMES for k in ("nll", "tokens", "unigram")}
@@ -89,7 +89,7 @@ class PretrainModule(L.LightningModule):
             from xtrimo.train.strategies import parallelize
 
             parallelize(self.model, self.device_mesh)
-        if self.compile_blocks:
+        if self.use_compile:
             from xtrimo.toolchain import check_toolchain
 
             check_toolchain()
