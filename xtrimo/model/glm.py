@@ -15,7 +15,7 @@ from torch import nn
 
 from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_checkpoint
 from xtrimo.config import ModelConfig
-from xtrimo.model.layers import AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout
+from xtrimo.model.layers import AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import rotary_embedding
 
@@ -165,7 +165,11 @@ class XTrimoPGLM(nn.Module):
             cache.advance(length)
         out: dict[str, Any] = {"last_hidden_state": layout.to_padded(x)}
         if logits_at is not None:
-            out["logits"] = self.transformer.output_layer(out["last_hidden_state"][logits_at])
+            # the head's row count rounded up like the token count (token_multiple): in bf16 on the CPU a new
+            # count every step grew the training process by about 7 MB a step (docs/training.md)
+            rows = out["last_hidden_state"][logits_at]  # [K, H]
+            head = self.transformer.output_layer(pad_rows(rows, -rows.shape[0] % self.token_multiple))
+            out["logits"] = head[: rows.shape[0]]
         elif return_logits:
             out["logits"] = layout.to_padded(self.transformer.output_layer(x))
         if output_hidden_states:

@@ -75,7 +75,12 @@ class TokenLayout:
 
     def fill(self, flat: torch.Tensor) -> torch.Tensor:
         """Append the ``extra`` filler rows to real-token rows ``[T, ...]``."""
-        return torch.cat((flat, flat.new_zeros(self.extra, *flat.shape[1:]))) if self.extra else flat
+        return pad_rows(flat, self.extra)
+
+
+def pad_rows(x: torch.Tensor, extra: int) -> torch.Tensor:
+    """``x`` ``[N, ...]`` with ``extra`` rows of zeros appended, ``[N + extra, ...]``."""
+    return torch.cat((x, x.new_zeros(extra, *x.shape[1:]))) if extra else x
 
 
 class KVCache:
