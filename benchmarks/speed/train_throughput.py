@@ -30,7 +30,7 @@ from xtrimo.config import ModelConfig
 from xtrimo.model.layout import collate
 from xtrimo.objectives import build_mlm_sample
 from xtrimo.tokenizer import ResidueTokenizer
-from xtrimo.train.config import OptimConfig, StabilityConfig
+from xtrimo.train.config import OptimConfig, StabilityConfig, TrainerConfig
 from xtrimo.train.module import PretrainModule
 
 
@@ -76,7 +76,9 @@ def xtrimo_runner(cfg: ModelConfig, batches: list[list[str]], seed: int, warmup:
     tok = ResidueTokenizer()
     rng = np.random.default_rng(seed)
     data = [collate([build_mlm_sample(tok.encode(s), rng) for s in b]) for b in batches]
-    module = PretrainModule(cfg, OptimConfig(warmup_steps=1), StabilityConfig(), max_steps=10 ** 6, compile=compile)
+    # trainer.token_multiple as xtrimo-train sets it: each batch's token count rounded up with filler rows
+    module = PretrainModule(cfg, OptimConfig(warmup_steps=1), StabilityConfig(), max_steps=10 ** 6,
+                            token_multiple=TrainerConfig().token_multiple, compile=compile)
 
     def run() -> float:
         timer = _Timer(warmup)
@@ -204,7 +206,8 @@ def main() -> None:
     print(f"{len(batches)} batches of {args.sequences} real sequences, {residues} residues; model {args.layers} x "
           f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
     print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
-          "head at labelled positions" + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
+          f"token counts rounded to {TrainerConfig().token_multiple} (trainer.token_multiple), head at labelled "
+          "positions" + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
     print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
           f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
     print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")
