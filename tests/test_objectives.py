@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from xtrimo.model.layers import round_rows
 from xtrimo.model.layout import clm_sample, glm_sample, mlm_sample
 from xtrimo.objectives import (GLM, IGNORE_INDEX, MLM, ObjectiveConfig, build_glm_sample, build_mlm_sample,
                                draw_kind, lm_loss)
@@ -96,14 +97,23 @@ def test_logits_only_at_labelled_positions_equal_full_logits():
     torch.manual_seed(0)
     model = XTrimoPGLM(ModelConfig(num_layers=2, hidden_size=40, num_attention_heads=4, ffn_hidden_size=67))
     rng = np.random.default_rng(0)
-    batch = collate([build_mlm_sample(np.arange(4, 4 + n) % 20 + 4, rng) for n in (13, 29, 7)])
+    batch = collate([build_mlm_sample(np.arange(4, 4 + n) % 20 + 4, rng) for n in (131, 290, 97)])
     keep = batch.labels != IGNORE_INDEX
     full = model(batch)["logits"][keep]
     torch.testing.assert_close(model(batch, logits_at=keep)["logits"], full)
     # the trainer rounds the head's rows up like the token count (token_multiple): the filler rows are cut off
     model.token_multiple = 9
-    assert int(keep.sum()) % 9  # the rounding is exercised
-    torch.testing.assert_close(model(batch, logits_at=keep)["logits"], full)
+    assert round_rows(int(keep.sum()), 9) != int(keep.sum())  # the rounding is exercised
+    torch.testing.assert_close(model(batch, logits_at=keep)["logits"], full, rtol=1e-5, atol=1e-5)
+
+
+def test_round_rows_bounds_filler_and_distinct_counts():
+    counts = range(1, 20000)
+    rounded = [round_rows(n, 1024) for n in counts]
+    assert all(n <= r < n * 1.125 + 1 for n, r in zip(counts, rounded))
+    assert round_rows(3350, 1024) == 3584 and round_rows(9000, 1024) == 9216 and round_rows(70000, 1024) == 70656
+    assert len({r for r in rounded if 4096 <= r < 8192}) == 8  # 8 sizes per doubling
+    assert [round_rows(n, 1) for n in (1, 7, 3351)] == [1, 7, 3351]
 
 
 def test_glm_full_span_share():

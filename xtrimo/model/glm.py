@@ -15,7 +15,9 @@ from torch import nn
 
 from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_checkpoint
 from xtrimo.config import ModelConfig
-from xtrimo.model.layers import AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows
+from xtrimo.model.layers import (
+    AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows, round_rows,
+)
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import rotary_embedding
 
@@ -168,7 +170,8 @@ class XTrimoPGLM(nn.Module):
             # the head's row count rounded up like the token count (token_multiple): in bf16 on the CPU a new
             # count every step grew the training process by about 7 MB a step (docs/training.md)
             rows = out["last_hidden_state"][logits_at]  # [K, H]
-            head = self.transformer.output_layer(pad_rows(rows, -rows.shape[0] % self.token_multiple))
+            head = self.transformer.output_layer(pad_rows(rows, round_rows(rows.shape[0], self.token_multiple)
+                                                          - rows.shape[0]))
             out["logits"] = head[: rows.shape[0]]
         elif return_logits:
             out["logits"] = layout.to_padded(self.transformer.output_layer(x))

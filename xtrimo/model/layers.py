@@ -41,7 +41,7 @@ class TokenLayout:
     def from_valid(cls, valid: torch.Tensor | None, batch: int, length: int, multiple: int = 1) -> TokenLayout:
         index = None if valid is None or bool(valid.all()) else valid.reshape(-1).nonzero().squeeze(1)
         tokens = batch * length if index is None else len(index)
-        return cls(batch, length, index, -tokens % multiple)
+        return cls(batch, length, index, round_rows(tokens, multiple) - tokens)
 
     def use_varlen(self, valid: torch.Tensor, division: torch.Tensor | None) -> bool:
         """Switch attention to one call per sequence over its real tokens only.
@@ -76,6 +76,16 @@ class TokenLayout:
     def fill(self, flat: torch.Tensor) -> torch.Tensor:
         """Append the ``extra`` filler rows to real-token rows ``[T, ...]``."""
         return pad_rows(flat, self.extra)
+
+
+def round_rows(n: int, multiple: int) -> int:
+    """``n`` rounded up to a step of ``n``'s power of two / 8, at most ``multiple`` (1: no rounding).
+
+    Bounds both the filler work (under 12.5%; a fixed step of 1024 added 22% on 3,350-token batches) and the number
+    of distinct row counts (8 per doubling): on the CPU a new count every bf16 step grows the heap (docs/training.md).
+    """
+    step = min(multiple, 1 << max(n.bit_length() - 4, 0))
+    return -(-n // step) * step
 
 
 def pad_rows(x: torch.Tensor, extra: int) -> torch.Tensor:

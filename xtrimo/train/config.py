@@ -70,8 +70,9 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     progress_bar: bool = True  # a bar on a terminal, a plain line every progress_seconds otherwise; false: neither
     progress_seconds: float = 30.0
-    # a batch's token count is rounded up to a multiple of this with filler rows: few distinct matrix shapes, so
-    # the CPU's bf16 kernels (oneDNN) are built once and memory stays flat (1 disables)
+    # a batch's token count is rounded up with filler rows, to a step of 1/8 of its power of two and at most this:
+    # few distinct matrix shapes, so the CPU's bf16 kernels (oneDNN) are built once and memory stays flat, at
+    # under 12.5% filler work (1 disables)
     token_multiple: int = 1024
     # run the transformer blocks through torch.compile (inductor; a C++ compiler is needed on the CPU): the first
     # step compiles (about 26 s on 2 CPU cores), then each step is faster (docs/training.md); one process only

@@ -44,7 +44,8 @@ class PretrainModule(L.LightningModule):
         unigram_log_probs: ``[V]`` train-split log-frequencies for the baseline perplexity (optional).
         init_state: weights to start from (fine-tuning), or None for a fresh init.
         objective: the sample mixture, recorded in the checkpoints' config (``objectives``).
-        token_multiple: round each batch's token count up to a multiple of this (few distinct product shapes).
+        token_multiple: the largest step each batch's token count is rounded up to
+            (:func:`xtrimo.model.layers.round_rows`).
         compile: run the transformer blocks through ``torch.compile`` (:meth:`XTrimoPGLM.compile_blocks`).
     """
 
