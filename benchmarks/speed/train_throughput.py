@@ -207,7 +207,8 @@ def main() -> None:
           f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
     print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
           f"token counts rounded up in steps of n/8, at most {TrainerConfig().token_multiple} "
-          "(trainer.token_multiple), head at labelled positions" + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
+          "(trainer.token_multiple), head at labelled positions"
+          + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
     print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
           f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
     print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")

@@ -170,9 +170,9 @@ class XTrimoPGLM(nn.Module):
             # the head's row count rounded up like the token count (token_multiple): in bf16 on the CPU a new
             # count every step grew the training process by about 7 MB a step (docs/training.md)
             rows = out["last_hidden_state"][logits_at]  # [K, H]
-            head = self.transformer.output_layer(pad_rows(rows, round_rows(rows.shape[0], self.token_multiple)
-                                                          - rows.shape[0]))
-            out["logits"] = head[: rows.shape[0]]
+            k = rows.shape[0]
+            head = self.transformer.output_layer(pad_rows(rows, round_rows(k, self.token_multiple) - k))
+            out["logits"] = head[:k]
         elif return_logits:
             out["logits"] = layout.to_padded(self.transformer.output_layer(x))
         if output_hidden_states:
