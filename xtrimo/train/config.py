@@ -9,7 +9,7 @@ from xtrimo.objectives.mixture import ObjectiveConfig
 
 STRATEGIES = ("auto", "single", "ddp", "fsdp", "deepspeed_zero1", "deepspeed_zero2", "deepspeed_zero3")
 COMPILE_STRATEGIES = ("auto", "single")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
 @dataclass
@@ -61,7 +61,7 @@ class TrainerConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "bf16-mixed"
+    precision: str = "auto"  # bf16-mixed where the device computes bf16 natively, else 32-true (xtrimo.precision)
     max_steps: int = 1000
     max_minutes: float = 0.0  # stop after this wall time (0: no limit)
     accumulate_grad_batches: int = 1

@@ -15,6 +15,7 @@ from xtrimo.checkpoint import CheckpointError
 from xtrimo.config import ModelConfig
 from xtrimo.data.registry import resolve_data_file
 from xtrimo.io import write_json, write_text
+from xtrimo.precision import resolve_precision
 from xtrimo.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     from xtrimo.train.module import PretrainModule
 
     _check_inputs(cfg)
+    cfg.trainer.precision, precision_note = resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator)
     out = Path(cfg.output_dir)
     # every rank resumes; only the first checks the folder (the others start once it has begun writing there)
     ckpt_path = check_output_dir(out, cfg.resume) if _first_process() or cfg.resume else None
@@ -161,7 +163,7 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "config.yaml", resolved(cfg))
-        print(_plan(cfg, out), flush=True)
+        print(_plan(cfg, out) + (f"; {precision_note}" if precision_note else ""), flush=True)
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     if not cfg.final_full_validation:
         return {}
