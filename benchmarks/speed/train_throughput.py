@@ -29,6 +29,7 @@ from _fresh import corpus_sequences
 from xtrimo.config import ModelConfig
 from xtrimo.model.layout import collate
 from xtrimo.objectives import build_mlm_sample
+from xtrimo.precision import native_bf16
 from xtrimo.tokenizer import ResidueTokenizer
 from xtrimo.train.config import OptimConfig, StabilityConfig, TrainerConfig
 from xtrimo.train.module import PretrainModule
@@ -190,10 +191,15 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved passes per implementation")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first in each pass")
     p.add_argument("--max-len", type=int, default=510, help="longest sequence (longer ones are cropped)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--precisions", nargs="+", default=None,
+                   help="default: fp32, and bf16 where this CPU computes it natively (xtrimo.precision)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights and sequences")
     p.add_argument("--no-compile", action="store_true", help="time xtrimo's eager step only (trainer.compile=false)")
     args = p.parse_args()
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
+        if len(args.precisions) == 1:
+            print("bf16 left out: this CPU has no native bf16 (no AVX-512 / AMX; --precisions fp32 bf16 to time it)")
     torch.manual_seed(args.seed)
     batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
     residues = sum(len(s) for b in batches for s in b)
