@@ -199,7 +199,7 @@ def main() -> None:
     if args.precisions is None:
         args.precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
         if len(args.precisions) == 1:
-            print("bf16 left out: this CPU has no native bf16 (no AVX-512 / AMX; --precisions fp32 bf16 to time it)")
+            print("bf16 left out: this CPU has no native bf16 (no AVX512_BF16 or AMX; --precisions fp32 bf16 times it)")
     torch.manual_seed(args.seed)
     batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
     residues = sum(len(s) for b in batches for s in b)
