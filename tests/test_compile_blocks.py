@@ -88,8 +88,14 @@ def test_compiled_training_follows_the_eager_one(precision):
     assert eager[-1] < eager[0]
 
 
-@pytest.mark.parametrize("overrides", [["strategy=fsdp"], ["trainer.strategy=ddp", "trainer.devices=2"]])
-def test_compile_in_several_processes_is_refused(overrides):
-    with pytest.raises(ValueError, match="trainer.compile works in one process") as err:
-        compose(["trainer.compile=true", *overrides])
+@pytest.mark.parametrize("strategy", ["deepspeed_zero1", "deepspeed_zero3"])
+def test_compile_with_deepspeed_is_refused(strategy):
+    with pytest.raises(ValueError, match=f"trainer.compile works with .* not '{strategy}'") as err:
+        compose(["trainer.compile=true", f"strategy={strategy}"])
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [["strategy=fsdp"], ["trainer.strategy=ddp", "trainer.devices=2"]])
+def test_compile_in_several_processes_is_accepted(overrides):
+    """Each process compiles its own blocks (trained as the eager ones: tests/test_distributed.py)."""
+    assert compose(["trainer.compile=true", *overrides]).trainer.compile

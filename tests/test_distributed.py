@@ -110,15 +110,22 @@ def test_killed_right_after_a_checkpoint_keeps_that_steps_metrics_row(tmp_path, 
 
 
 def test_fsdp2_matches_ddp(tmp_path, corpus):
-    """ModelParallelStrategy (FSDP2) on 2 CPU processes trains to the same weights as DDP; its export loads."""
-    models = {}
-    for strategy in ("ddp", "fsdp"):
-        res = run_cli(tiny_overrides(tmp_path / strategy, *corpus, **{"trainer.devices": 2, "trainer.strategy": strategy,
-                                                                     "trainer.max_steps": 6}))
+    """ModelParallelStrategy (FSDP2) on 2 CPU processes trains to the same weights as DDP, also with its blocks
+    compiled in each process (``trainer.compile``); its export loads."""
+    models, losses = {}, {}
+    for name, strategy, compiled in (("ddp", "ddp", False), ("fsdp", "fsdp", False), ("fsdp-compiled", "fsdp", True)):
+        res = run_cli(tiny_overrides(tmp_path / name, *corpus, **{"trainer.devices": 2, "trainer.strategy": strategy,
+                                                                 "trainer.max_steps": 6, "trainer.log_every_n_steps": 1,
+                                                                 "trainer.compile": str(compiled).lower()}))
         assert res.returncode == 0, res.stderr[-3000:]
-        models[strategy] = XTrimoPGLM.from_pretrained(tmp_path / strategy / "run" / "checkpoints" / "last")
+        models[name] = XTrimoPGLM.from_pretrained(tmp_path / name / "run" / "checkpoints" / "last")
+        losses[name] = _train_rows(tmp_path / name / "run")
     tokens = torch.randint(1, 28, (2, 15), generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(models["fsdp"](tokens)["logits"], models["ddp"](tokens)["logits"], rtol=1e-4, atol=1e-4)
+    for name in ("fsdp", "fsdp-compiled"):
+        logits = models[name](tokens)["logits"]
+        torch.testing.assert_close(logits, models["ddp"](tokens)["logits"], rtol=1e-4, atol=1e-4)
+        assert sorted(losses[name]) == list(range(1, 7))
+        assert losses[name] == pytest.approx(losses["ddp"], abs=1e-4)
 
 
 def test_deepspeed_zero_stages_on_cpu():
