@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import os
 import subprocess
@@ -11,6 +12,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file the products wrote (the file closed before returning)."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def write_corpus(path: Path, n: int, seed: int = 0, min_len: int = 21, max_len: int = 90) -> Path:

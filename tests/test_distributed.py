@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 def _train_rows(run: Path) -> dict[int, float]:
-    rows = csv.DictReader(open(run / "metrics.csv"))
-    return {int(r["step"]): float(r["train/loss"]) for r in rows if r["kind"] == "train"}
+    with open(run / "metrics.csv", newline="") as f:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r["kind"] == "train"}
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import run_cli, tiny_overrides, write_corpus
+from tests.helpers import read_csv, run_cli, tiny_overrides, write_corpus
 from xtrimo.model import XTrimoPGLM
 from xtrimo.compose import config_dir
 from xtrimo.train.cli import compose
@@ -80,7 +79,7 @@ def test_tiny_training_run(tmp_path):
     assert model.config.objectives == ("mlm", "glm") and not model.config.is_causal  # objective.glm_prob 0.5
     state = torch.load(last / "trainer.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert all(torch.equal(state[f"model.{k}"], v) for k, v in model.state_dict().items())
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = read_csv(run / "metrics.csv")
     train_rows = [r for r in rows if r["kind"] == "train"]
     assert [int(r["step"]) for r in train_rows] == [2, 4, 6, 8]
     assert float(train_rows[-1]["train/loss"]) < float(train_rows[0]["train/loss"])
@@ -157,6 +156,6 @@ def test_nonfinite_loss_step_is_skipped_and_counted(tmp_path, monkeypatch):
     # the skipped batch still counts as a step (Lightning steps the schedule) but nothing was updated: no gradient
     assert state["global_step"] == 5
     assert state["xtrimo"]["skipped_steps"] == 1 and state["xtrimo"]["batches_seen"] == 5
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
     assert max(float(r["train/skipped_steps"]) for r in rows if r["train/skipped_steps"]) == 1
     assert all(r["train/loss"] == "" or float(r["train/loss"]) == float(r["train/loss"]) for r in rows)  # no NaN logged

@@ -15,6 +15,8 @@ from scipy.stats import spearmanr
 from xtrimo.benchmarks.cli import bench_main
 from xtrimo.benchmarks.proteingym import read_mutants, read_published, read_reference
 
+from tests.helpers import read_csv
+
 WT = {"PROTA": "MKTAYIAKQRQISFVKSHFSRQ", "PROTB": "MLSEGEWQLVLHVWAKVEADVAGHG"}
 ASSAYS = [("A1", "PROTA", "Stability"), ("A2", "PROTA", "Stability"), ("B1", "PROTB", "Activity")]
 
@@ -60,7 +62,7 @@ def test_blosum62_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture
         assert list(rows[0]) == ["mutant", "mutated_sequence", "DMS_score", "blosum62"]  # ProteinGym's layout
         m = rows[0]["mutant"]
         assert float(rows[0]["blosum62"]) == blosum[m[0]][m[-1]]
-    summary = {r["DMS_id"]: r for r in csv.DictReader(open(run / "summary.csv"))}
+    summary = {r["DMS_id"]: r for r in read_csv(run / "summary.csv")}
     rows = _scores(run, "B1")
     rho = spearmanr([float(r["blosum62"]) for r in rows], [float(r["DMS_score"]) for r in rows]).statistic
     assert float(summary["B1"]["blosum62 spearman"]) == pytest.approx(rho, abs=1e-4)
@@ -120,7 +122,7 @@ def test_supervised_suite_end_to_end(tmp_path: Path) -> None:
         assert bench_main(["suite=proteingym", f"suite.root={root}", "backbone=onehot", "protocol=supervised",
                            f"protocol.folds={scheme}", "protocol.regressor=ridge",
                            f"output_dir={tmp_path / 'out'}"]) == 0
-        rows = list(csv.DictReader(open(tmp_path / "out" / f"onehot-supervised-{scheme}" / "summary.csv")))
+        rows = read_csv(tmp_path / "out" / f"onehot-supervised-{scheme}" / "summary.csv")
         assert [r["DMS_id"] for r in rows] == ["A1", "A2", "B1"] and all(r["folds"] in ("4", "5") for r in rows)
 
 
@@ -132,7 +134,7 @@ def test_proteinmpnn_through_the_cli(tmp_path: Path, shared_data: Path) -> None:
     (root / "assays").mkdir(parents=True)
     (root / "structures").mkdir()
     name = "IF1_ECOLI_Kelsic_2016"
-    ref = [r for r in csv.DictReader(open(src / "reference.csv")) if r["DMS_id"] == name]
+    ref = [r for r in read_csv(src / "reference.csv") if r["DMS_id"] == name]
     with open(root / "reference.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(ref[0]))
         w.writeheader()

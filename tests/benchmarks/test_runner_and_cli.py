@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-import csv
 from dataclasses import replace
 import json
 from pathlib import Path
@@ -18,6 +17,8 @@ from xtrimo.benchmarks.heads import count_parameters
 from xtrimo.benchmarks.runner import ProtocolConfig, run_named, run_task
 from xtrimo.benchmarks.tasks import TaskSpec
 from xtrimo.model.glm import XTrimoPGLM
+
+from tests.helpers import read_csv
 
 MakeTask = Callable[..., TaskSpec]  # the synthetic_task fixture
 
@@ -109,7 +110,7 @@ def test_bench_cli_writes_results(shared_data: Path, tmp_path: Path, capsys: pyt
     run = tmp_path / "onehot-probe"
     record = json.loads((run / "gb1_two_vs_rest.json").read_text())
     assert record["status"] == "ok" and record["config"]["task"]["data"]["dataset"] == "flip_gb1"
-    rows = {r["task"]: r for r in csv.DictReader(open(run / "summary.csv"))}
+    rows = {r["task"]: r for r in read_csv(run / "summary.csv")}
     assert rows["gb1_two_vs_rest"]["baseline"] == "0.59" and rows["cloning_clf"]["status"] == "skipped"
     assert (run / "summary.png").stat().st_size > 0 and "skipped" in (run / "summary.md").read_text()
     assert "published baseline 0.59" in capsys.readouterr().out

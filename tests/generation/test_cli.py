@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import pytest
 from xtrimo.data.fasta import read_fasta, write_fasta
 from xtrimo.generation.cli import generate_main, score_main
 from xtrimo.tokenizer import STANDARD_RESIDUES
+
+from tests.helpers import read_csv
 
 
 def _gen(ckpt: Path, out: Path, *extra: str) -> int:
@@ -67,11 +68,11 @@ def test_score_sequences_and_variants(checkpoint: Path, tmp_path: Path) -> None:
     write_fasta([("wt", "MKTAYIAKQR")], wt)
     muts.write_text("mutant,DMS_score\nK2R,0.5\nA4G:Q9E,-1.0\n")
     assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    rows = read_csv(tmp_path / "s.csv")
     assert [r["name"] for r in rows] == ["a", "b"] and float(rows[0]["perplexity_with_eos"]) > 1
     assert score_main(["--checkpoint", str(checkpoint), "--wildtype", str(wt), "--mutations", str(muts),
                        "-o", str(tmp_path / "e.csv"), "--device", "cpu"]) == 0
-    rows = list(csv.DictReader(open(tmp_path / "e.csv")))
+    rows = read_csv(tmp_path / "e.csv")
     assert [r["mutant"] for r in rows] == ["K2R", "A4G:Q9E"] and all("masked_marginals" in r for r in rows)
 
 
@@ -112,13 +113,13 @@ def test_products_follow_the_checkpoints_mode(model, tmp_path: Path, capsys) -> 
     write_fasta([("a", "MKTAYIAKQR")], tmp_path / "s.fasta")
     assert score_main(["--checkpoint", str(mlm), str(tmp_path / "s.fasta"), "-o", str(tmp_path / "s.csv")]) == 0
     assert "pseudo-log-likelihood" in capsys.readouterr().err
-    assert next(csv.DictReader(open(tmp_path / "s.csv")))["method"] == "pseudo"
+    assert read_csv(tmp_path / "s.csv")[0]["method"] == "pseudo"
     clm = _with_objectives(model, tmp_path / "clm", ("clm",), causal=True)
     write_fasta([("wt", "MKTAYIAKQR")], tmp_path / "wt.fasta")
     (tmp_path / "v.csv").write_text("mutant\nK2R\n")
     assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
                        str(tmp_path / "v.csv"), "-o", str(tmp_path / "e.csv")]) == 0
-    assert "log_likelihood_ratio" in next(csv.DictReader(open(tmp_path / "e.csv")))
+    assert "log_likelihood_ratio" in read_csv(tmp_path / "e.csv")[0]
     assert score_main(["--checkpoint", str(clm), "--wildtype", str(tmp_path / "wt.fasta"), "--mutations",
                        str(tmp_path / "v.csv"), "-o", str(tmp_path / "e2.csv"), "--method", "masked-marginals"]) == 1
     assert "needs a checkpoint trained with MLM" in capsys.readouterr().err
