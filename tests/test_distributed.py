@@ -1,6 +1,5 @@
 """Multi-process and fault-tolerance runs on the CPU (gloo): slow, run by CI."""
 
-import csv
 import os
 import signal
 import subprocess
@@ -11,15 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import REPO, run_cli, tiny_overrides, write_corpus
+from tests.helpers import REPO, read_csv, run_cli, tiny_overrides, write_corpus
 from xtrimo.model import XTrimoPGLM
 
 pytestmark = pytest.mark.slow
 
 
 def _train_rows(run: Path) -> dict[int, float]:
-    with open(run / "metrics.csv", newline="") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r["kind"] == "train"}
+    return {int(r["step"]): float(r["train/loss"]) for r in read_csv(run / "metrics.csv") if r["kind"] == "train"}
 
 
 @pytest.fixture
