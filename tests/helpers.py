@@ -1,4 +1,4 @@
-"""Small helpers shared by the training tests."""
+"""Small helpers shared by the tests."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
-    """The rows of a CSV file the products wrote (the file closed before returning)."""
+    """The rows of a CSV file as dicts, the file closed before returning."""
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
