@@ -3,7 +3,6 @@ recorded in ../shared/fixtures/proteinglm_reference (MLM and causal modes), and 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -24,6 +23,8 @@ from xtrimo.generation.sampling import SamplingConfig
 from xtrimo.model import XTrimoPGLM
 from xtrimo.model.layout import attention_mask, from_ids
 from xtrimo.tokenizer import ResidueTokenizer
+
+from tests.helpers import read_csv
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "proteinglm_reference"
 NAMES = ("mlm_1d", "mlm_2d", "clm_1d", "clm_2d")
@@ -174,8 +175,7 @@ def test_score_and_first_token_of_causal_checkpoints(fixtures: Path, name: str, 
     fasta = tmp_path / "seqs.fasta"
     fasta.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(seqs)))
     assert score_main(["--checkpoint", str(tmp_path / "ckpt"), str(fasta), "-o", str(tmp_path / "s.csv")]) == 0
-    with open(tmp_path / "s.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(tmp_path / "s.csv")
     for row, res, plus in zip(rows, expected.get_tensor("causal/c_clm/residue_loglik"),
                               expected.get_tensor("causal/c_clm/residue_loglik_plus_eos")):
         assert float(row["log_likelihood_residues"]) == pytest.approx(float(res), abs=1e-3)

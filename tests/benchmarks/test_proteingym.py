@@ -44,8 +44,7 @@ def _folder(root: Path, seed: int = 0) -> Path:
 
 
 def _scores(run: Path, dms_id: str) -> list[dict[str, str]]:
-    with open(run / "scores" / f"{dms_id}.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+    return read_csv(run / "scores" / f"{dms_id}.csv")
 
 
 def test_blosum62_suite_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
 from xtrimo.data.batching import length_batches
 from xtrimo.structure.cli import eval_main, fold_main
+
+from tests.helpers import read_csv
 
 
 def _fasta(path: Path) -> Path:
@@ -26,7 +27,7 @@ def test_fold_keep_going_reports_bad_records_and_folds_the_others(fold_dir: Path
     err = capsys.readouterr().err
     assert "xtrimo-fold: bad: invalid residue '1' at position 4 of record 'bad'" in err
     assert "xtrimo-fold: error: 2 of 5 record(s) not folded: empty, bad" in err
-    rows = {r["id"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    rows = {r["id"]: r for r in read_csv(out / "summary.csv")}
     assert list(rows) == ["good1", "empty", "bad", "good2", "cplx"]
     assert rows["good1"]["status"] == "ok" or rows["good1"]["status"].startswith("implausible")
     assert rows["good1"]["length"] == "19"
@@ -84,13 +85,13 @@ def test_eval_writes_metrics_and_means(fold_dir: Path, tmp_path: Path, shared_da
     fasta.write_text("".join(f">{p.stem}\n{read_structure(p).sequence}\n" for p in sorted(ref_dir.iterdir())))
     assert fold_main(["-i", str(fasta), "-o", str(pred_dir), "--checkpoint", str(fold_dir), "--num-recycles", "0"]) == 0
     assert eval_main(["--pred", str(pred_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "eval.csv")]) == 0
-    rows = list(csv.DictReader((tmp_path / "eval.csv").open()))
+    rows = read_csv(tmp_path / "eval.csv")
     assert [r["id"] for r in rows] == ["PF00327_1BXY_A", "PF00542_1CTF_A", "mean"]
     for r in rows:
         assert 0 < float(r["tm_score"]) <= 1 and 0 <= float(r["lddt_ca"]) <= 1 and float(r["rmsd"]) > 0
     # a reference compared with itself scores perfectly
     assert eval_main(["--pred", str(ref_dir), "--ref", str(ref_dir), "-o", str(tmp_path / "self.csv")]) == 0
-    mean = list(csv.DictReader((tmp_path / "self.csv").open()))[-1]
+    mean = read_csv(tmp_path / "self.csv")[-1]
     assert float(mean["tm_score"]) == pytest.approx(1.0) and float(mean["gdt_ts"]) == 1.0
 
 
@@ -100,7 +101,7 @@ def test_eval_unreadable_pdb_is_reported_in_one_line(tmp_path: Path, capsys: pyt
     (tmp_path / "p" / "x.pdb").write_text("garbage\n")
     (tmp_path / "r" / "x.pdb").write_text("garbage\n")
     assert eval_main(["--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
-    row = next(csv.DictReader((tmp_path / "e.csv").open()))
+    row = read_csv(tmp_path / "e.csv")[0]
     assert "x.pdb" in row["status"] and "not a readable" in row["status"]
     assert eval_main(["--pred", str(tmp_path / "none"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
     assert "no such folder" in capsys.readouterr().err

@@ -18,6 +18,8 @@ from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes
 from xtrimo.structure.folder import split_chains
 from xtrimo.data.pdb import sequence_to_aatype
 
+from tests.helpers import read_csv
+
 # fair-esm / facebook/esmfold_v1 vocabulary
 VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N",
          "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>"]
@@ -168,8 +170,6 @@ def test_bad_directories_are_one_line_errors(tmp_path: Path, esmfold_dir: Path) 
 
 def test_cli_writes_pdb_json_and_summary(esmfold_dir: Path, reference: EsmForProteinFolding, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
-    import csv
-
     from Bio.PDB import PDBParser
 
     from xtrimo.structure.cli import fold_main
@@ -180,7 +180,7 @@ def test_cli_writes_pdb_json_and_summary(esmfold_dir: Path, reference: EsmForPro
     rc = fold_main(["-i", str(fasta), "-o", str(out), "--esmfold", str(esmfold_dir), "--keep-going",
                     "--max-memory-gb", "2"])
     assert rc == 1 and "invalid residue '1' at position 4 of record 'bad'" in capsys.readouterr().err
-    rows = {r["id"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    rows = {r["id"]: r for r in read_csv(out / "summary.csv")}
     assert sorted(p.name for p in out.iterdir()) == ["cplx.json", "cplx.pdb", "one.json", "one.pdb", "summary.csv"]
     reference.trunk.set_chunk_size(None)
     max_pae = float(reference.infer(SEQS[13])["max_predicted_aligned_error"])

@@ -13,6 +13,8 @@ from xtrimo.structure import Folder, StructureReadError, read_structure
 from xtrimo.structure.folder import split_chains
 from xtrimo.tokenizer import InvalidResidueError
 
+from tests.helpers import read_csv
+
 SEQ = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"  # 33 residues
 
 
@@ -102,10 +104,8 @@ def test_unreadable_structure_is_one_line(tmp_path: Path) -> None:
 
 
 def test_reads_shared_structures_like_their_index(shared_data: Path) -> None:
-    import csv
-
     folder = shared_data / "structures_pfam_domains"
-    rows = list(csv.DictReader((folder / "index.csv").open()))
+    rows = read_csv(folder / "index.csv")
     for row in rows[:6]:
         st = read_structure(folder / "pdb" / row["file"])
         assert st.sequence == row["sequence_from_CA_atoms"] and len(st.aatype) == int(row["n_residues_with_CA"])
