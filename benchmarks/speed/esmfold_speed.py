@@ -25,8 +25,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from _fresh import peak_rss_gb, run_in_fresh_process, start_peak
+
+if TYPE_CHECKING:
+    from xtrimo.structure.config import TrunkConfig
 
 AA = "ACDEFGHIKLMNPQRSTVWY"
 
@@ -93,6 +97,38 @@ def _spread(times: list[float]) -> str:
     return f"{statistics.median(times):.1f} ({min(times):.1f}-{max(times):.1f})"
 
 
+def measure_length(path: Path, trunk: TrunkConfig, weights: float, length: int, args: argparse.Namespace) -> str:
+    """One table row: xtrimo and the peer (its fastest chunk, as shipped and with the heap kept) folding a random
+    chain of ``length`` residues with the model at ``path``, interleaved over ``args.rounds`` rounds."""
+    import random
+
+    from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes
+
+    sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
+    chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
+    estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
+    ours, ours_mem = [], 0.0
+    peers = {False: ([], 0.0, None), True: ([], 0.0, None)}  # heap kept -> (times, peak, fastest chunk)
+    for round_ in range(args.rounds if not args.no_peer else 1):
+        t, mem = run("xtrimo", path, sequence, None, True, args)
+        ours.append(t)
+        ours_mem = max(ours_mem, mem)
+        for retain in () if args.no_peer else (False, True):
+            times, peak, best_chunk = peers[retain]
+            chunks = args.peer_chunks if round_ == 0 else [best_chunk]
+            results = [(run("peer", path, sequence, c or None, retain, args), c) for c in chunks]
+            (t, mem), best_chunk = min(results, key=lambda r: r[0][0])
+            peers[retain] = ([*times, t], max(peak, mem), best_chunk)  # the peak at the fastest chunk
+    line = (f"{length:>5} {chunk or 'none':>5} {_spread(ours):>17} {ours_mem:>9.2f} {weights:>13.2f} "
+            f"{estimate:>11.2f}")
+    for times, peak, best_chunk in [] if args.no_peer else (peers[False], peers[True]):
+        ratios = [b / a for a, b in zip(ours, times)]
+        median = statistics.median(times) / statistics.median(ours)
+        speed = f"{median:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
+        line += f" {_spread(times):>17} {best_chunk or 'none':>7} {peak:>5.2f} {speed:>19}"
+    return line
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
@@ -106,9 +142,7 @@ def main() -> None:
                         "kept (the first round tries every --peer-chunks size to find the fastest)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    import random
-
-    from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes, xtrimo_trunk_config
+    from xtrimo.structure.esmfold import xtrimo_trunk_config
 
     print(f"ESMFold v1 trunk ({args.blocks} blocks, c_s 1024, c_z 128, structure module 384/128 x 8), ESM-2 6 x 320, "
           f"random weights, one pass, float32, {args.threads} thread(s), best of {args.repeats} per process, "
@@ -132,29 +166,7 @@ def main() -> None:
         with safe_open(str(path / "model.safetensors"), "pt") as f:  # float32 weights, every part of the model
             weights = 4 * sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()) / 2 ** 30
         for length in args.lengths:
-            sequence = "".join(random.Random(length).choice(AA) for _ in range(length))
-            chunk = chunk_for_memory(length, trunk, args.max_memory_gb)
-            estimate = peak_bytes(length, trunk, chunk) / 2 ** 30
-            ours, ours_mem = [], 0.0
-            peers = {False: ([], 0.0, None), True: ([], 0.0, None)}  # heap kept -> (times, peak, fastest chunk)
-            for round_ in range(args.rounds if not args.no_peer else 1):
-                t, mem = run("xtrimo", path, sequence, None, True, args)
-                ours.append(t)
-                ours_mem = max(ours_mem, mem)
-                for retain in () if args.no_peer else (False, True):
-                    times, peak, best_chunk = peers[retain]
-                    chunks = args.peer_chunks if round_ == 0 else [best_chunk]
-                    results = [(run("peer", path, sequence, c or None, retain, args), c) for c in chunks]
-                    (t, mem), best_chunk = min(results, key=lambda r: r[0][0])
-                    peers[retain] = ([*times, t], max(peak, mem), best_chunk)  # the peak at the fastest chunk
-            line = (f"{length:>5} {chunk or 'none':>5} {_spread(ours):>17} {ours_mem:>9.2f} {weights:>13.2f} "
-                    f"{estimate:>11.2f}")
-            for times, peak, best_chunk in [] if args.no_peer else (peers[False], peers[True]):
-                ratios = [b / a for a, b in zip(ours, times)]
-                median = statistics.median(times) / statistics.median(ours)
-                speed = f"{median:.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
-                line += f" {_spread(times):>17} {best_chunk or 'none':>7} {peak:>5.2f} {speed:>19}"
-            print(line, flush=True)
+            print(measure_length(path, trunk, weights, length, args), flush=True)
 
 
 if __name__ == "__main__":

@@ -175,13 +175,7 @@ def fair_esm_runner(layers: int, hidden: int, heads: int, batches: list[list[str
     return _peer_pass(step, len(data), warmup, bf16)
 
 
-def main() -> None:
-    import logging
-    import warnings
-
-    logging.getLogger("lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", type=int, default=6, help="transformer layers (ESM-2 8M: 6; 35M: 12)")
     p.add_argument("--hidden", type=int, default=320, help="hidden size (ESM-2 8M: 320; 35M: 480)")
@@ -200,24 +194,13 @@ def main() -> None:
         args.precisions = ["fp32", "bf16"] if native_bf16("cpu") else ["fp32"]
         if len(args.precisions) == 1:
             print("bf16 left out: this CPU has no native bf16 (no AVX512_BF16 or AMX; --precisions fp32 bf16 times it)")
-    torch.manual_seed(args.seed)
-    batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
-    residues = sum(len(s) for b in batches for s in b)
-    padded = sum(len(b) * (max(len(s) for s in b) + 2) for b in batches)
-    cfg = ModelConfig(num_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
-                      ffn_hidden_size=round(8 * args.hidden / 3), seq_length=args.max_len + 2, objectives=("mlm",))
-    # training FLOPs per residue: 6 x (matmul parameters) + attention (QK^T, PV) over the batches' mean length
-    mean_len = residues / args.sequences
-    flops_tok = 6 * (cfg.num_parameters() - 2 * 128 * args.hidden) + 12 * args.layers * mean_len * args.hidden
-    print(f"{len(batches)} batches of {args.sequences} real sequences, {residues} residues; model {args.layers} x "
-          f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
-    print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
-          f"token counts rounded up in steps of n/8, at most {TrainerConfig().token_multiple} "
-          "(trainer.token_multiple), head at labelled positions"
-          + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
-    print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
-          f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
-    print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")
+    return args
+
+
+def measure(args: argparse.Namespace, cfg: ModelConfig, batches: list[list[str]], residues: int,
+            flops_tok: float) -> list[tuple]:
+    """One row per precision: (precision, median tok/s per implementation, (slowest, fastest) tok/s, ratio to the
+    faster peer, fraction of the matmul peak, the peak in FLOP/s); the implementations take turns in each repeat."""
     rows = []
     for precision in args.precisions:
         bf16 = precision == "bf16"
@@ -238,6 +221,36 @@ def main() -> None:
         spread = {k: (residues / max(v), residues / min(v)) for k, v in times.items()}
         peer = max(speed["hf-esm"], speed["fair-esm"])
         rows.append((precision, speed, spread, speed["xtrimo"] / peer, speed["xtrimo"] * flops_tok / peak, peak))
+    return rows
+
+
+def main() -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    args = parse_args()
+    torch.manual_seed(args.seed)
+    batches = length_sorted_batches(args.sequences, args.toks_per_batch, args.max_len, args.seed)
+    residues = sum(len(s) for b in batches for s in b)
+    padded = sum(len(b) * (max(len(s) for s in b) + 2) for b in batches)
+    cfg = ModelConfig(num_layers=args.layers, hidden_size=args.hidden, num_attention_heads=args.heads,
+                      ffn_hidden_size=round(8 * args.hidden / 3), seq_length=args.max_len + 2, objectives=("mlm",))
+    # training FLOPs per residue: 6 x (matmul parameters) + attention (QK^T, PV) over the batches' mean length
+    mean_len = residues / args.sequences
+    flops_tok = 6 * (cfg.num_parameters() - 2 * 128 * args.hidden) + 12 * args.layers * mean_len * args.hidden
+    print(f"{len(batches)} batches of {args.sequences} real sequences, {residues} residues; model {args.layers} x "
+          f"{args.hidden}, {args.heads} heads; {torch.get_num_threads()} threads; {args.repeats} interleaved repeats")
+    print("  xtrimo: PretrainModule.training_step under lightning.Trainer (AdamW, clip 1.0), packed varlen tokens, "
+          f"token counts rounded up in steps of n/8, at most {TrainerConfig().token_multiple} "
+          "(trainer.token_multiple), head at labelled positions"
+          + ("" if args.no_compile else "; trainer.compile=true (xtrimo-eager: false)"))
+    print(f"  hf-esm: EsmForMaskedLM, attn_implementation='sdpa', fair-esm's length-sorted batches "
+          f"(toks_per_batch {args.toks_per_batch}), padding {1 - (residues + 2 * args.sequences) / padded:.1%}")
+    print("  fair-esm: esm.ESM2, the same batches and padding, full logits (its training loss)")
+    rows = measure(args, cfg, batches, residues, flops_tok)
     names = ("xtrimo", "hf-esm", "fair-esm") + (() if args.no_compile else ("xtrimo-eager",))
     print(f"\n{'precision':<10}{'xtrimo tok/s':>22}{'hf-esm':>20}{'fair-esm':>20}"
           + ("" if args.no_compile else f"{'xtrimo-eager':>20}") + f"{'ratio':>8}{'of peak':>20}")
