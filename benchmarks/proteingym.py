@@ -23,12 +23,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xtrimo.benchmarks.proteingym_metrics import aggregate, assay_metrics, bootstrap_standard_error
 from xtrimo.io import write_csv, write_json
 from xtrimo.progress import Progress
+
+if TYPE_CHECKING:
+    from xtrimo.model.glm import XTrimoPGLM
 
 REQUIRED = ("DMS_id", "UniProt_ID", "coarse_selection_type", "target_seq")
 ASSAY_COLUMNS = ("mutant", "mutated_sequence", "DMS_score")
@@ -138,7 +142,7 @@ def blosum62_scorer() -> Scorer:
     return score
 
 
-def model_scorer(model, rule: str, batch_tokens: int = 16384) -> Scorer:
+def model_scorer(model: XTrimoPGLM, rule: str, batch_tokens: int = 16384) -> Scorer:
     """An xtrimo model's zero-shot rule: ``masked_marginals`` (ESM-1v: each mutated site masked once),
     ``wt_marginals`` (one unmasked pass), ``pseudo_likelihood`` (PLL(mutant) - PLL(wild type), one masked pass per
     residue of every mutant) or ``log_likelihood_ratio`` (GLM / CLM: log p(mutant) - log p(wild type)); rows per

@@ -23,10 +23,14 @@ import csv
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xtrimo.cli_utils import entry_point, make_parser
 from xtrimo.data.fasta import read_fasta, write_fasta
 from xtrimo.io import refuse_existing, write_csv
+
+if TYPE_CHECKING:
+    from xtrimo.config import ModelConfig
 
 
 def _generate_parser() -> argparse.ArgumentParser:
@@ -128,7 +132,7 @@ SEQUENCE_METHODS = ("autoregressive", "pseudo")
 VARIANT_METHODS = ("masked-marginals", "log-likelihood-ratio")
 
 
-def _score_method(model_config, method: str, variants: bool) -> str:
+def _score_method(model_config: ModelConfig, method: str, variants: bool) -> str:
     """The scoring rule: the user's, checked against the checkpoint, or the one its mode calls for."""
     valid = VARIANT_METHODS if variants else SEQUENCE_METHODS
     if method != "auto" and method not in valid:

@@ -3,10 +3,8 @@
 A trunk block at ESMFold's widths allocates and frees pair tensors of ``L * L * 128 * 4`` bytes (32 MiB at
 L = 256, 128 MiB at 512) dozens of times. glibc serves every request at or above its mmap threshold (at most
 32 MiB, however it adapts) with a fresh ``mmap`` and returns it with ``munmap`` when the tensor is freed, so the
-next tensor of that size takes a page fault and a zeroed page for every 4 KiB it touches. Measured for one block
-(``benchmarks/speed/allocator_block.py``, docs/structure.md, 2 threads), as glibc ships and with the heap kept: at
-L = 256 xtrimo's block 176,000 faults and 1.29 s, none and 1.00 s; transformers' (chunk 64) 792,000 and 2.80 s,
-11,000 and 1.56 s. At L = 512 xtrimo's block 944,000 faults and 6.50 s, 17,000 and 5.55 s.
+next tensor of that size takes a page fault and a zeroed page for every 4 KiB it touches (the faults and times of
+one block, as glibc ships and with the heap kept: ``benchmarks/speed/allocator_block.py``, docs/structure.md).
 
 Requests below :data:`MMAP_THRESHOLD` then come from the heap and freed blocks are reused. Larger ones keep their
 own mapping: reusing holes of several hundred MiB fragments the heap (with a 1 GiB threshold, the activation peak

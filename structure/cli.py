@@ -22,6 +22,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xtrimo.cli_utils import entry_point, make_parser
 from xtrimo.data.batching import length_batches
@@ -30,6 +31,9 @@ from xtrimo.io import output_folder, refuse_nonempty, write_csv, write_text
 from xtrimo.progress import Progress
 from xtrimo.structure.allocator import retain_freed_memory
 from xtrimo.tokenizer import InvalidResidueError
+
+if TYPE_CHECKING:
+    from xtrimo.structure.folder import Folder, FoldResult
 
 SUMMARY_FIELDS = ("id", "length", "mean_plddt", "ptm", "seconds", "status")
 
@@ -70,7 +74,7 @@ def read_records(path: Path) -> list[tuple[str, str]]:
     return [(safe_name(r.name), r.sequence) for r in read_fasta(path, allow_empty=True, strict=False)]
 
 
-def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out: Path,
+def _fold_all(folder: Folder, good: list[tuple[str, str]], args: argparse.Namespace, out: Path,
               rows: dict[str, dict[str, object]]) -> None:
     """Fold the checked records batch by batch; write each PDB (unless its geometry is implausible and
     ``--skip-implausible`` is given) and its summary row."""
@@ -105,7 +109,7 @@ def _fold_all(folder, good: list[tuple[str, str]], args: argparse.Namespace, out
             bar.update(len(batch), postfix=f"last pLDDT {results[-1].mean_plddt:.1f}")
 
 
-def confidence_json(result) -> str:
+def confidence_json(result: FoldResult) -> str:
     """ColabFold's ``scores.json`` fields for one prediction: ``plddt`` (per residue, 0-100), ``ptm``, ``pae``
     (``[L, L]`` Angstrom, row = aligned residue) and ``max_pae`` (the last PAE bin's centre); pTM rounded as in
     summary.csv."""

@@ -10,6 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,10 @@ from torch.utils.data import Dataset
 from xtrimo.progress import Progress
 from xtrimo.structure.folder import plm_features
 from xtrimo.data.pdb import ProteinStructure, read_structure
+
+if TYPE_CHECKING:
+    from xtrimo.model.glm import XTrimoPGLM
+    from xtrimo.structure.esm_plm import EsmLanguageModel
 
 log = logging.getLogger("xtrimo.structure")
 
@@ -63,7 +68,7 @@ class StructureExample:
 
 
 def load_examples(
-    files: list[Path], plm, with_attentions: bool, max_length: int | None = None
+    files: list[Path], plm: XTrimoPGLM | EsmLanguageModel, with_attentions: bool, max_length: int | None = None
 ) -> list[StructureExample]:
     """Parse ``files`` and run the PLM once over each full chain (crops are cut from these features later)."""
     out = []

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers.models.esm.configuration_esm import EsmFoldConfig
+from transformers.models.esm.configuration_esm import TrunkConfig as EsmTrunkConfig
 from transformers.models.esm.modeling_esmfold import categorical_lddt
 from transformers.models.esm.openfold_utils import (
     atom14_to_atom37,
@@ -52,7 +54,7 @@ FIXED_BYTES = int(0.5 * 2 ** 30)
 HEAP_SLACK_PAIRS = 3
 
 
-def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
+def xtrimo_trunk_config(esm_trunk: EsmTrunkConfig) -> TrunkConfig:
     """Our :class:`TrunkConfig` for transformers' ESMFold ``TrunkConfig``.
 
     Raises:
@@ -77,7 +79,7 @@ def xtrimo_trunk_config(esm_trunk) -> TrunkConfig:
     return ours
 
 
-def check_esmfold_config(esmfold_config) -> None:
+def check_esmfold_config(esmfold_config: EsmFoldConfig) -> None:
     """Refuse the ESMFold options no released checkpoint uses and transformers' port does not run the same way.
 
     Raises:

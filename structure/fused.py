@@ -5,8 +5,7 @@ materialises the scores ``[*, I, H, J, J]``, adds the mask and triangle biases t
 memory-bound work that took half of a trunk block here. The attention of every row ``i`` shares one bias
 ``[H, J, J]`` (the triangle bias, plus the key mask: a key ``k`` is visible when residue ``k`` is real), so one
 fused ``scaled_dot_product_attention`` call per batch element with that bias broadcast over the rows gives the same
-result without the ``L^3`` intermediates (the attention itself 4.8x faster, the module 2.6x, at L = 256 on this
-CPU). Rows are still chunked to bound the q / k / v memory. Rows of padding residues attend over the real keys
+result without the ``L^3`` intermediates (timings: docs/structure.md). Rows are still chunked to bound the q / k / v memory. Rows of padding residues attend over the real keys
 instead of the reference's all-masked row; those rows are padding and never reach real residues (tested against the
 reference on a padded batch).
 
@@ -22,8 +21,7 @@ the residual in place, so the ``[N^2, 4 C_z]`` hidden layer never goes through m
 
 The block (``EsmFoldTriangularSelfAttentionBlock``): without gradients, each pair update (sequence-to-pair, both
 triangle multiplications, both triangle attentions) adds the residual itself as it writes its result
-(``add_to``), so no update is written out whole and read back by a separate addition (one block at ESMFold's widths,
-L = 256: 1.10 -> 0.99 s against the modules alone; docs/structure.md).
+(``add_to``), so no update is written out whole and read back by a separate addition (docs/structure.md).
 
 All are tested against the originals, outputs and gradients (tests/structure/test_fused.py). Checkpoints do not
 change.
@@ -32,6 +30,7 @@ change.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +42,9 @@ from transformers.models.esm.modeling_esmfold import (
     EsmFoldTriangleMultiplicativeUpdate,
     EsmFoldTriangularSelfAttentionBlock,
 )
+
+if TYPE_CHECKING:
+    from transformers.models.esm.configuration_esm import TrunkConfig as EsmTrunkConfig
 
 POSITIONS = 1024  # pair positions per block in the inference paths: a [4 C_z, 1024] block (C_z = 64) is 1 MiB
 
@@ -301,7 +303,7 @@ class FusedTriangularBlock(EsmFoldTriangularSelfAttentionBlock):
     """``EsmFoldTriangularSelfAttentionBlock`` with the modules above; without autograd (and without dropout), each
     pair update adds its own residual (``add_to``), so no update is written out and read back as a whole."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: EsmTrunkConfig) -> None:
         super().__init__(config)
         fuse_trunk_blocks(self)
 

@@ -17,11 +17,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xtrimo.io import refuse_nonempty, write_json
 from xtrimo.structure.config import FoldConfig
+
+if TYPE_CHECKING:
+    from xtrimo.structure.folder import Folder
 
 log = logging.getLogger("xtrimo.structure")
 
@@ -159,7 +163,7 @@ def _split(cfg: FoldTrainConfig) -> tuple[list[Path], list[Path], list[Path]]:
     return train_files, val_files, eval_files
 
 
-def heldout_report(folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:
+def heldout_report(folder: Folder, files: list[Path], path: Path, num_recycles: int | None) -> dict[str, float]:
     """Fold each held-out chain and score it next to the helix / straight-chain baselines; writes ``path``."""
     from xtrimo.structure.evaluate import METRICS, baseline_scores, score_structures, write_csv
     from xtrimo.data.pdb import read_structure

@@ -10,9 +10,8 @@ import torch
 def native_bf16(device_type: str) -> bool:
     """Whether bf16 matrix products run natively on ``device_type`` ("cpu" or "cuda").
 
-    On an AVX2-only CPU (an AMD EPYC Milan here) oneDNN has no bf16 kernels and PyTorch falls back to a scalar loop:
-    measured there, a 2048 x 256 x 1024 product at 1.2 GFLOP/s in bf16 against 48 in fp32 (2 threads), and the
-    quickstart at 53 s a step in bf16-mixed against 2.9 s in fp32.
+    On an AVX2-only CPU (an AMD EPYC Milan here) oneDNN has no bf16 kernels and PyTorch falls back to a scalar loop,
+    so bf16 products and the quickstart's bf16-mixed step run many times slower than in fp32 (docs/training.md).
     """
     if device_type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from transformers.models.esm.openfold_utils import OFProtein, to_pdb
 from transformers.models.esm.openfold_utils import residue_constants as rc
+
+if TYPE_CHECKING:
+    from biotite.structure import AtomArray
 
 # modified residues written as HETATM that stand for a standard one (AlphaFold's and PDBFixer's reading of MSE)
 MODIFIED = {"MSE": ("MET", {"SE": "SD"})}
@@ -101,7 +105,7 @@ def read_structure(path: str | Path, chain: str | None = None) -> ProteinStructu
     )
 
 
-def _residue(res, chains: list[str]) -> tuple | None:
+def _residue(res: AtomArray, chains: list[str]) -> tuple | None:
     """(aatype, [37, 3] positions, [37] mask, [37] B-factors, residue number, chain) of one residue's atoms, or
     None without a CA."""
     name, renamed = MODIFIED.get(res.res_name[0], (res.res_name[0], {}))

@@ -224,8 +224,8 @@ class XTrimoPGLM(nn.Module):
         """Run each transformer block of whole-sequence passes (the trainer's ``trainer.compile``) through
         ``torch.compile`` (inductor ``options``): one graph for every block, with the token count and the batch
         shape traced as symbols. The norms, RoPE, layout changes and residuals around the products fuse into a few
-        loops, and attention's mask enters the graph once; measured on the training step (ESM-2 8M dimensions,
-        bf16), 3-18% faster per pass (docs/training.md). Each process compiles once per mode (training, no-grad)."""
+        loops, and attention's mask enters the graph once (what it gains on the training step: docs/training.md).
+        Each process compiles once per mode (training, no-grad)."""
         self._compiled_block = torch.compile(_block, dynamic=True, options=options or None)
 
     def num_parameters(self) -> int:

@@ -47,8 +47,8 @@ class TokenLayout:
         """Switch attention to one call per sequence over its real tokens only.
 
         Pays where padding is large and kernels are cheap to launch (the CPU): a padded, masked attention spends
-        time on every pad position (7x slower at 62% padding, measured here), while for length-sorted buckets of
-        many short sequences the per-call cost dominates (3x slower). Needs right-padded rows.
+        time on every pad position, while for length-sorted buckets of many short sequences the per-call cost
+        dominates. Needs right-padded rows.
         """
         lengths = valid.sum(1)
         # worth it only where most of the padded attention is waste; with sorted buckets one padded call is faster

@@ -20,7 +20,7 @@ Labels are aligned with the inputs: the logits at position ``j`` are scored agai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Literal, get_args
 
@@ -79,7 +79,7 @@ class ModelInput:
     kinds: torch.Tensor | None = None
     epoch: torch.Tensor | None = None
 
-    def _map(self, fn, batch_only: bool = False) -> ModelInput:
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor], batch_only: bool = False) -> ModelInput:
         values = {}
         for f in fields(self):
             v = getattr(self, f.name)

@@ -77,8 +77,8 @@ class TrainerConfig:
     # under 12.5% filler work (1 disables)
     token_multiple: int = 1024
     # run the transformer blocks through torch.compile (inductor; a C++ compiler is needed on the CPU): the first
-    # step compiles (about 26 s on 2 CPU cores), then each step is faster (docs/training.md); every process of ddp /
-    # fsdp compiles its own
+    # step compiles, then each step is faster (both timed in docs/training.md); every process of ddp / fsdp compiles
+    # its own
     compile: bool = False
     deterministic: bool = False
 
