@@ -67,6 +67,7 @@ class PooledModel(nn.Module):
         self.head = MLPHead(width, out_dim, hidden)
 
     def pooled(self, seqs: list[str]) -> torch.Tensor:
+        """The backbone's last hidden states averaged over each sequence's residues: ``[B, H]``."""
         inputs, first = read_batch(seqs, self.backbone.config.read_mode)
         inputs = inputs.to(next(self.parameters()).device)
         states = self.backbone(inputs, return_logits=False)["last_hidden_state"]
@@ -77,6 +78,7 @@ class PooledModel(nn.Module):
         return (states * keep).sum(1) / keep.sum(1).clamp(min=1.0)
 
     def forward(self, seqs: list[str], seqs2: list[str] | None = None) -> torch.Tensor:
+        """``[B, out]`` for ``B`` sequences (pairs: the two pooled vectors side by side, ``[B, 2H]`` into the head)."""
         x = self.pooled(seqs)
         if seqs2 is not None:
             x = torch.cat([x, self.pooled(seqs2)], dim=-1)

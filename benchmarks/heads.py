@@ -28,6 +28,7 @@ class MLPHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, H]`` -> ``[B, out]``."""
         return self.net(x)
 
 

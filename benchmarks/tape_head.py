@@ -44,6 +44,7 @@ class WeightNormLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[*, in]`` -> ``[*, out]``."""
         return nn.functional.linear(x, self.v * (self.g / self.v.norm(dim=1)).unsqueeze(1), self.bias)
 
 

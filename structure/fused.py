@@ -5,9 +5,9 @@ materialises the scores ``[*, I, H, J, J]``, adds the mask and triangle biases t
 memory-bound work that took half of a trunk block here. The attention of every row ``i`` shares one bias
 ``[H, J, J]`` (the triangle bias, plus the key mask: a key ``k`` is visible when residue ``k`` is real), so one
 fused ``scaled_dot_product_attention`` call per batch element with that bias broadcast over the rows gives the same
-result without the ``L^3`` intermediates (timings: docs/structure.md). Rows are still chunked to bound the q / k / v memory. Rows of padding residues attend over the real keys
-instead of the reference's all-masked row; those rows are padding and never reach real residues (tested against the
-reference on a padded batch).
+result without the ``L^3`` intermediates (timings: docs/structure.md). Rows are still chunked to bound the q / k / v
+memory. Rows of padding residues attend over the real keys instead of the reference's all-masked row; those rows are
+padding and never reach real residues (tested against the reference on a padded batch).
 
 Triangle multiplication (Alg. 11/12): a, b and their gates are projected channel-first (``[*, C_z, L, L]``,
 contiguous), so the triangle product is a batched matmul over channels with no permuted copies of its operands

@@ -198,6 +198,7 @@ class Linear(nn.Linear):
     weight_left = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[*, in]`` -> ``[*, out]``."""
         if x.dim() == 2 and _compiling_on_cpu(x):
             if x.shape[0] == 1:
                 y = (x[:, None, :] * self.weight).sum(-1)
@@ -279,6 +280,7 @@ class GeGLU(nn.Module):
         self.dense_4h_to_h = Linear(config.ffn_hidden_size, config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[*, H]`` -> ``[*, H]``."""
         x1, x2 = self.dense_h_to_4h(x).chunk(2, dim=-1)
         return self.dense_4h_to_h(x1 * F.gelu(x2))
 
