@@ -4,7 +4,8 @@
     xtrimo-bench task=fluorescence backbone=xtrimo backbone.checkpoint=DIR backbone.control=true
     xtrimo-bench -m task=fluorescence,stability,gb1_sampled protocol=probe,lora backbone=xtrimo backbone.checkpoint=DIR
     xtrimo-bench suite=all backbone=onehot
-    xtrimo-bench suite=proteingym backbone=xtrimo backbone.checkpoint=DIR protocol=zeroshot protocol.scoring=wt_marginals
+    xtrimo-bench suite=proteingym backbone=xtrimo backbone.checkpoint=DIR protocol=zeroshot \
+        protocol.scoring=wt_marginals
     xtrimo-bench suite=proteingym backbone=blosum62 protocol=zeroshot   # suite.root=DIR: any ProteinGym-layout folder
     xtrimo-embed --checkpoint DIR -i seqs.fasta -o emb/ --pool mean|per-residue
 """
@@ -217,7 +218,8 @@ def run_zero_shot(cfg: BenchConfig) -> list[Path]:
             control = build_backbone(replace(b, name="random", control=False)).model
             scorers[f"random control {rule}"] = pg.model_scorer(control, rule, b.batch_tokens)
     elif b.name != "blosum62":
-        raise ValueError(f"protocol=zeroshot scores with backbone=xtrimo, random, proteinmpnn or blosum62, not {b.name}")
+        raise ValueError(
+            f"protocol=zeroshot scores with backbone=xtrimo, random, proteinmpnn or blosum62, not {b.name}")
     scorers["blosum62"] = pg.blosum62_scorer()  # the substitution-matrix reference row costs nothing
     out = _run_dir(cfg)
     records = pg.run_suite(root, scorers, out, _config_sha(cfg, cfg.suite))
@@ -296,11 +298,13 @@ def _embed_parser() -> argparse.ArgumentParser:
     p = make_parser("xtrimo-embed", "Bulk embeddings of a (large) FASTA file, streamed.", [
         "xtrimo-embed --checkpoint ckpt/ -i uniref.fasta.gz -o emb/ --pool mean"])
     p.add_argument("--checkpoint", help="xtrimo checkpoint directory")
-    p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"], help="feature source")
+    p.add_argument("--backbone", default="xtrimo", choices=["xtrimo", "random", "onehot", "esm2"],
+                   help="feature source")
     p.add_argument("--esm-file", help="local fair-esm checkpoint (.pt) for --backbone esm2")
     p.add_argument("-i", "--input", required=True, help="FASTA file (plain or .gz)")
     p.add_argument("-o", "--output", required=True, help="a new or empty output folder (shard_NNNNN.npz + index.json)")
-    p.add_argument("--pool", default="mean", choices=["mean", "per-residue"], help="one vector per sequence, or per residue")
+    p.add_argument("--pool", default="mean", choices=["mean", "per-residue"],
+                   help="one vector per sequence, or per residue")
     p.add_argument("--layer", type=int, default=-1, help="hidden state (0: embedding output, -1: the last)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="token budget per forward pass")
     p.add_argument("--shard-residues", type=int, default=1_000_000, help="residues per output shard (bounds memory)")

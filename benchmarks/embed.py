@@ -83,8 +83,8 @@ def _cache_key(backbone: Backbone, seqs: list[str], mode: str) -> str:
 
 def features(backbone: Backbone, seqs: list[str], mode: str, cache_dir: str | Path | None = None,
              batch_tokens: int = 16384, progress: bool = False) -> np.ndarray | list[np.ndarray]:
-    """Pooled ``[N, D]`` features (``mode`` mean / flatten / tape) or per-residue arrays (``mode='none'``), computed once
-    and cached under ``cache_dir`` (.npy, or .npz with offsets for per-residue features)."""
+    """Pooled ``[N, D]`` features (``mode`` mean / flatten / tape) or per-residue arrays (``mode='none'``), computed
+    once and cached under ``cache_dir`` (.npy, or .npz with offsets for per-residue features)."""
     if mode not in POOLS:
         raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLS)}")
     path = None

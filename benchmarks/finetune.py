@@ -114,7 +114,8 @@ def train_backbone(mode: str, backbone: nn.Module, problem: str, out_dim: int, m
     device = next(backbone.parameters()).device
     model = PooledModel(backbone, out_dim, hidden, pair=train.seqs2 is not None).to(device)
     trainable, total = count_parameters(model)
-    log.info("%s: trainable parameters %s of %s (%.2f%%)", mode, f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    log.info("%s: trainable parameters %s of %s (%.2f%%)", mode, f"{trainable:,}", f"{total:,}",
+             100 * trainable / total)
 
     def predictor(ex):  # noqa: ANN001, ANN202
         return lambda idx: model([ex.seqs[i] for i in idx], [ex.seqs2[i] for i in idx] if ex.seqs2 else None)

@@ -5,8 +5,8 @@ Sources (ProteinGym's supervised numbers are ProteinNPT's runs: ``proteingym/per
 in OATML-Markslab/ProteinGym says so, and its ``constants.json`` maps "OHE - Not augmented" to "One-Hot Encodings"):
 
 - folds: OATML-Markslab/ProteinNPT ``proteinnpt/utils/cv_split.py`` @ 7e715f01. ``fold_random_5``: an independent
-  uniform fold per mutant (``np.random.randint``; sizes balanced only in expectation); ``fold_modulo_5``: the rank of the
-  mutated position among the assay's sorted distinct mutated positions, mod 5; ``fold_contiguous_5``: those sorted
+  uniform fold per mutant (``np.random.randint``; sizes balanced only in expectation); ``fold_modulo_5``: the rank of
+  the mutated position among the assay's sorted distinct mutated positions, mod 5; ``fold_contiguous_5``: those sorted
   positions cut into 5 consecutive blocks by count (``divmod``: the first ``len % 5`` blocks one position longer), so
   the blocks follow the mutated positions, not the sequence length. With fewer distinct positions than folds
   ``create_folds_loop`` falls back to 4 folds. An older copy (``utils/cv_split.py`` @ fa086495) used the position

@@ -118,11 +118,13 @@ def _markdown(rows: list[dict], results: list[dict], title: str) -> str:
                  *([r["control"]] if has_control else []), r["baseline"], r["status"], r["note"].replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     ok = [r for r in results if r["status"] == "ok"]
-    lines += ["", f"{len(ok)} of {len(results)} tasks ran; {len(results) - len(ok)} skipped or failed (reason in note).",
+    lines += ["", f"{len(ok)} of {len(results)} tasks ran; {len(results) - len(ok)} skipped or failed "
+                  "(reason in note).",
               "`value` is the mean over seeds of the test metric (one seed where the splits are fixed and the probe "
               "deterministic); `baseline` is the published number named in each task's JSON (`baseline_source`)."]
     if has_control:
-        wins = sum(1 for r in rows if r["control"] and r["value"] and _better(r, float(r["value"]), float(r["control"])))
+        wins = sum(1 for r in rows
+                   if r["control"] and r["value"] and _better(r, float(r["value"]), float(r["control"])))
         compared = sum(1 for r in rows if r["control"] and r["value"])
         lines.append(f"The checkpoint beats its randomly initialised control on {wins} of {compared} tasks.")
     return "\n".join(lines) + "\n"

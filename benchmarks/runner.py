@@ -43,7 +43,8 @@ class ProtocolConfig:
     lora_dropout: float = 0.0
     max_train_examples: int = 0  # 0: all; > 0 caps the training split (seeded subsample) for CPU-sized runs
     max_eval_examples: int = 0  # 0: all; > 0 caps the validation and test splits (reported in the summary)
-    scoring: str = "masked_marginals"  # zeroshot: masked_marginals, wt_marginals, pseudo_likelihood, log_likelihood_ratio
+    # zeroshot: masked_marginals, wt_marginals, pseudo_likelihood, log_likelihood_ratio
+    scoring: str = "masked_marginals"
     folds: str = "random"  # supervised (ProteinGym): random, modulo or contiguous 5-fold cross-validation
     regressor: str = "proteinnpt_linear"  # supervised: proteinnpt_linear (ProteinGym's One-Hot baseline) or ridge
 
@@ -87,7 +88,8 @@ def _probe_once(task: TaskSpec, table: dict, split: Splits, seed: int) -> dict:
         rows = {k: probe.residue_rows(x[k], y[k], spec.max_train_residues if k == "train" else None, seed) for k in x}
         res = probe.fit_classifier(spec, task.metric, *rows["train"], *rows["valid"], *rows["test"], seed=seed)
     elif task.problem == "regression":
-        res = probe.fit_regression(spec, task.metric, x["train"], y["train"], x["valid"], y["valid"], x["test"], y["test"])
+        res = probe.fit_regression(spec, task.metric, x["train"], y["train"], x["valid"], y["valid"],
+                                   x["test"], y["test"])
     else:
         res = probe.fit_classifier(spec, task.metric, x["train"], y["train"], x["valid"], y["valid"], x["test"],
                                    y["test"], seed=seed)

@@ -5,4 +5,5 @@ from xtrimo.structure.folder import Folder, FoldResult
 from xtrimo.structure.model import FoldingHead
 from xtrimo.data.pdb import ProteinStructure, StructureReadError, read_structure
 
-__all__ = ["Folder", "FoldConfig", "FoldResult", "FoldingHead", "ProteinStructure", "StructureReadError", "read_structure"]
+__all__ = ["Folder", "FoldConfig", "FoldResult", "FoldingHead", "ProteinStructure", "StructureReadError",
+           "read_structure"]

@@ -27,7 +27,8 @@ def baseline_scores(ref: ProteinStructure) -> dict[str, dict[str, float]]:
     n = int(ref.ca_mask.sum())
     seq = "".join(c for c, k in zip(ref.sequence, ref.ca_mask) if k)
     ref_ca = ref.ca[ref.ca_mask].astype(np.float64)
-    return {name: compare(fn(n), ref_ca, seq, seq) for name, fn in (("helix", ideal_helix), ("straight", straight_chain))}
+    baselines = (("helix", ideal_helix), ("straight", straight_chain))
+    return {name: compare(fn(n), ref_ca, seq, seq) for name, fn in baselines}
 
 
 def evaluate_dirs(pred_dir: Path, ref_dir: Path) -> list[dict[str, object]]:

@@ -145,7 +145,8 @@ class Folder:
         """
         path = Path(path)
         if not (path / FOLD_CONFIG_NAME).is_file() or not (path / FOLD_WEIGHTS_NAME).is_file():
-            raise CheckpointError(f"{path}: not a folding checkpoint (needs {FOLD_CONFIG_NAME} and {FOLD_WEIGHTS_NAME})")
+            raise CheckpointError(
+                f"{path}: not a folding checkpoint (needs {FOLD_CONFIG_NAME} and {FOLD_WEIGHTS_NAME})")
         cfg = FoldConfig.from_file(path / FOLD_CONFIG_NAME)
         plm_dir = Path(plm_checkpoint or cfg.plm.checkpoint)
         if not plm_dir.is_absolute():
@@ -159,7 +160,8 @@ class Folder:
         try:
             head.load_state_dict(load_file(str(path / FOLD_WEIGHTS_NAME)), strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path}: head weights do not match config.yaml ({str(exc).splitlines()[0]})") from None
+            raise CheckpointError(
+                f"{path}: head weights do not match config.yaml ({str(exc).splitlines()[0]})") from None
         return cls(plm, head)
 
     @staticmethod

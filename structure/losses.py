@@ -53,7 +53,8 @@ def fape(
         # [B, F, P, 3]: points in every frame, R^T (x - t)
         return torch.einsum("bfji,bfpj->bfpi", rot, pos[:, None] - trans[:, :, None])
 
-    err = torch.sqrt(((local(pred_rot, pred_trans, pred_pos) - local(true_rot, true_trans, true_pos)) ** 2).sum(-1) + eps)
+    diff = local(pred_rot, pred_trans, pred_pos) - local(true_rot, true_trans, true_pos)
+    err = torch.sqrt((diff ** 2).sum(-1) + eps)
     if clamp is not None:
         err = err.clamp(max=clamp)
     weight = frame_mask[:, :, None] * pos_mask[:, None, :]
@@ -61,7 +62,8 @@ def fape(
     return (per_example / length_scale).mean()
 
 
-def pseudo_beta(aatype: torch.Tensor, atom37: torch.Tensor, atom_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_beta(aatype: torch.Tensor, atom37: torch.Tensor,
+                atom_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """CB coordinates (CA for glycine) ``[*, N, 3]`` and their mask ``[*, N]``."""
     is_gly = (aatype == rc.restype_order["G"])[..., None]
     pos = torch.where(is_gly, atom37[..., CA_IDX, :], atom37[..., CB_IDX, :])

@@ -1,7 +1,7 @@
 """What the folding trunk and the folding head return: typed, with the shapes of every field.
 
-``N`` = residues (padded), ``S`` = structure-module blocks (``trunk.structure_module.no_blocks``); the structure module's per-block
-outputs are stacked along the first axis, the last block is the prediction.
+``N`` = residues (padded), ``S`` = structure-module blocks (``trunk.structure_module.no_blocks``); the structure
+module's per-block outputs are stacked along the first axis, the last block is the prediction.
 """
 
 from __future__ import annotations

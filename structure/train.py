@@ -173,7 +173,8 @@ def heldout_report(folder: Folder, files: list[Path], path: Path, num_recycles: 
         ref = read_structure(f)
         pred = folder.fold(ref.sequence, num_recycles=num_recycles)
         rows.append({"id": f.stem, "length": len(ref.aatype), "model": "xtrimo-fold",
-                     **score_structures(pred.structure, ref), "status": f"pLDDT {pred.mean_plddt:.1f} pTM {pred.ptm:.3f}"})
+                     **score_structures(pred.structure, ref),
+                     "status": f"pLDDT {pred.mean_plddt:.1f} pTM {pred.ptm:.3f}"})
         for name, scores in baseline_scores(ref).items():
             rows.append({"id": f.stem, "length": len(ref.aatype), "model": name, **scores, "status": "baseline"})
     write_csv([{**r, "id": f"{r['id']}/{r['model']}"} for r in rows], path)

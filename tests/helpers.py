@@ -31,7 +31,8 @@ def write_corpus(path: Path, n: int, seed: int = 0, min_len: int = 21, max_len: 
 
 def tiny_overrides(tmp: Path, train: Path, valid: Path, **extra: object) -> list[str]:
     args = {
-        "model": "debug", "output_dir": str(tmp / "run"), "data.train_files": f"[{train}]", "data.valid_files": f"[{valid}]",
+        "model": "debug", "output_dir": str(tmp / "run"),
+        "data.train_files": f"[{train}]", "data.valid_files": f"[{valid}]",
         "data.max_length": 64, "data.max_tokens": 512, "data.bucket_pool": 64, "data.shuffle_buffer": 256,
         "trainer.max_steps": 8, "trainer.val_check_interval": 4, "trainer.checkpoint_every_n_steps": 4,
         "trainer.log_every_n_steps": 2, "trainer.progress_bar": "false", "trainer.accelerator": "cpu",

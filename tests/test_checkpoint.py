@@ -23,7 +23,8 @@ def test_strict_loading_names_keys(tiny_config, tmp_path):
     state.pop("transformer.output_layer.bias")
     state["extra.weight"] = torch.zeros(1)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "c" / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"missing keys \['transformer.output_layer.bias'\].*unexpected keys \['extra.weight'\]"):
+    with pytest.raises(CheckpointError,
+                       match=r"missing keys \['transformer.output_layer.bias'\].*unexpected keys \['extra.weight'\]"):
         XTrimoPGLM.from_pretrained(tmp_path / "c")
     with pytest.raises(CheckpointError, match="not found"):
         XTrimoPGLM.from_pretrained(tmp_path / "absent")

@@ -31,7 +31,8 @@ def _batch(rng: np.random.Generator, n: int, lo: int, hi: int, glm: bool = False
 
 def test_compiled_blocks_equal_eager_and_compile_once():
     """MLM and GLM batches of new shapes (padding, span masks), forward and backward: one graph for every block and
-    batch shape per mask mode (a mask or none); the heavily padded batch takes the eager per-sequence attention. The weights' names do not change."""
+    batch shape per mask mode (a mask or none); the heavily padded batch takes the eager per-sequence attention. The
+    weights' names do not change."""
     rng = np.random.default_rng(3)
     eager = XTrimoPGLM(CONFIG).train()
     compiled = copy.deepcopy(eager)

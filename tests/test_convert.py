@@ -92,13 +92,15 @@ def test_convert_hf_checkpoint(tmp_path: Path) -> None:
     src = tmp_path / "hf"
     src.mkdir()
     (src / "config.json").write_text(json.dumps(hf_cfg))
-    shapes = {"transformer.embedding.word_embeddings.weight": (128, 48), "transformer.encoder.final_layernorm.weight": (48,),
+    shapes = {"transformer.embedding.word_embeddings.weight": (128, 48),
+              "transformer.encoder.final_layernorm.weight": (48,),
               "transformer.encoder.final_layernorm.bias": (48,), "transformer.output_layer.weight": (128, 48),
               "transformer.output_layer.bias": (128,)}
     for i in range(3):
         p = f"transformer.encoder.layers.{i}"
         shapes.update({f"{p}.input_layernorm.weight": (48,), f"{p}.input_layernorm.bias": (48,),
-                       f"{p}.self_attention.query_key_value.weight": (144, 48), f"{p}.self_attention.query_key_value.bias": (144,),
+                       f"{p}.self_attention.query_key_value.weight": (144, 48),
+                       f"{p}.self_attention.query_key_value.bias": (144,),
                        f"{p}.self_attention.dense.weight": (48, 48), f"{p}.self_attention.dense.bias": (48,),
                        f"{p}.post_attention_layernorm.weight": (48,), f"{p}.post_attention_layernorm.bias": (48,),
                        f"{p}.mlp.dense_h_to_4h.weight": (142, 48), f"{p}.mlp.dense_h_to_4h.bias": (142,),

@@ -56,12 +56,14 @@ def test_bucketing_respects_budget():
 
 
 def _spec(files, **kw):
-    return StreamSpec(tuple(files), max_length=kw.get("max_length", 64), max_tokens=512, shuffle_buffer=50, bucket_pool=40, seed=3)
+    return StreamSpec(tuple(files), max_length=kw.get("max_length", 64), max_tokens=512, shuffle_buffer=50,
+                      bucket_pool=40, seed=3)
 
 
 def _corpus(tmp_path, n=120):
     rng = np.random.default_rng(0)
-    lines = [f">s{i}\n{''.join(rng.choice(list('ACDEFGHIKLMNPQRSTVWY'), size=int(rng.integers(21, 150))))}\n" for i in range(n)]
+    seqs = ("".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=int(rng.integers(21, 150)))) for _ in range(n))
+    lines = [f">s{i}\n{s}\n" for i, s in enumerate(seqs)]
     return _write(tmp_path / "c.fa.gz", "".join(lines), gz=True)
 
 

@@ -26,7 +26,8 @@ def corpus(tmp_path):
 
 
 def test_ddp_two_processes_and_fresh_process_load(tmp_path, corpus):
-    res = run_cli(tiny_overrides(tmp_path, *corpus, **{"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_steps": 6}))
+    ddp = {"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_steps": 6}
+    res = run_cli(tiny_overrides(tmp_path, *corpus, **ddp))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Starting with 2 processes" in res.stdout + res.stderr
     last = tmp_path / "run" / "checkpoints" / "last"
@@ -36,7 +37,8 @@ def test_ddp_two_processes_and_fresh_process_load(tmp_path, corpus):
         "import sys, torch; from xtrimo import XTrimoPGLM; m = XTrimoPGLM.from_pretrained(sys.argv[1]);"
         "t = torch.load(sys.argv[2], weights_only=True); torch.save(m(t)['logits'], sys.argv[3])"
     )
-    subprocess.run([sys.executable, "-c", code, str(last), str(tmp_path / "tokens.pt"), str(tmp_path / "logits.pt")], check=True)
+    subprocess.run([sys.executable, "-c", code, str(last), str(tmp_path / "tokens.pt"), str(tmp_path / "logits.pt")],
+                   check=True)
     fresh = torch.load(tmp_path / "logits.pt", weights_only=True)
     trained = torch.load(last / "trainer.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     model = XTrimoPGLM.from_pretrained(last)
@@ -53,7 +55,8 @@ def test_kill9_then_resume_continues_the_curve(tmp_path, corpus):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "xtrimo.train.cli", *tiny_overrides(tmp_path, *corpus, **args)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     last = tmp_path / "run" / "checkpoints" / "last"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -130,7 +133,8 @@ def test_deepspeed_zero_stages_on_cpu():
     """The DeepSpeed config of every ZeRO stage trains on 2 CPU processes (gloo) with identical losses."""
     losses = {}
     for stage in (1, 2, 3):
-        res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+        res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                              "--master_port=29531",
                               str(REPO / "tests" / "ds_worker.py"), str(stage)], capture_output=True, text=True,
                              timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert res.returncode == 0, res.stderr[-3000:]

@@ -120,7 +120,8 @@ def test_embedding_gradient_shrink(tiny_config):
     torch.testing.assert_close(grads[1], grads[0] * 0.1)
 
 
-@pytest.mark.parametrize("preset,expected", [("tiny", 3e6), ("small", 35e6), ("1b", 1.2e9), ("3b", 2.8e9), ("10b", 10e9), ("100b", 100e9)])
+@pytest.mark.parametrize("preset,expected", [("tiny", 3e6), ("small", 35e6), ("1b", 1.2e9), ("3b", 2.8e9),
+                                             ("10b", 10e9), ("100b", 100e9)])
 def test_presets_on_meta_device(preset, expected):
     from xtrimo.compose import config_dir
 

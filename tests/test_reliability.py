@@ -109,7 +109,8 @@ def test_typo_names_the_nearest_key(capsys: pytest.CaptureFixture) -> None:
 
 def test_user_config_folder_through_the_search_path(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
-    (tmp_path / "model" / "mine.yaml").write_text("name: mine\nnum_layers: 3\nhidden_size: 96\nnum_attention_heads: 3\n")
+    (tmp_path / "model" / "mine.yaml").write_text(
+        "name: mine\nnum_layers: 3\nhidden_size: 96\nnum_attention_heads: 3\n")
     cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "model=mine"])
     assert (cfg.model.name, cfg.model.num_layers, cfg.model.hidden_size) == ("mine", 3, 96)
 
@@ -130,7 +131,8 @@ def test_a_writer_killed_midway_leaves_the_old_file(tmp_path: Path) -> None:
     target.write_text("id,status\nold,ok\n")
     script = (f"import time, sys\nfrom xtrimo.io import atomic_write\n"
               f"with atomic_write({str(target)!r}, newline='') as fh:\n"
-              f"    fh.write('id,status\\n' + 'new,ok\\n' * 1000); fh.flush(); print('half', flush=True); time.sleep(60)\n")
+              f"    fh.write('id,status\\n' + 'new,ok\\n' * 1000); fh.flush(); print('half', flush=True); "
+              f"time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout.readline().strip() == "half"
     proc.send_signal(signal.SIGKILL)

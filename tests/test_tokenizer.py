@@ -8,8 +8,8 @@ def test_golden_ids():
     tok = ResidueTokenizer()
     assert tok.encode("LAGVSERTIDPKQNFYMHWCXBUZO.-").tolist() == list(range(1, 28))
     assert tok.encode_text("<gmask><sop><eos>M K V").tolist() == [29, 32, 34, 17, 12, 4]
-    assert [tok.token_to_id[t] for t in ("<pad>", "<mask>", "<gmask>", "<smask>", "<eod>", "<sop>", "<eop>", "<eos>", "<unk>")] == [
-        0, 28, 29, 30, 31, 32, 33, 34, 35]
+    specials = ("<pad>", "<mask>", "<gmask>", "<smask>", "<eod>", "<sop>", "<eop>", "<eos>", "<unk>")
+    assert [tok.token_to_id[t] for t in specials] == [0, 28, 29, 30, 31, 32, 33, 34, 35]
     assert tok.vocab_size == 128
 
 

@@ -114,7 +114,8 @@ def user_folders(overrides: list[str]) -> list[Path]:
 
 
 def _mirror(override: str, subdir: str) -> str:
-    """A user's folder mirrors ``configs/``: for a command rooted in ``configs/<subdir>``, search ``<folder>/<subdir>``."""
+    """A user's folder mirrors ``configs/``: for a command rooted in ``configs/<subdir>``, search
+    ``<folder>/<subdir>``."""
     if not subdir or not override.startswith("hydra.searchpath"):
         return override
     return re.sub(r"(file://[^,\]\s]+)", lambda m: f"{m.group(1).rstrip('/')}/{subdir}", override)

@@ -60,7 +60,8 @@ class ModelConfig:
         if self.rope_mode not in ROPE_MODES:
             raise ValueError(f"ModelConfig.rope_mode must be one of {ROPE_MODES}, got {self.rope_mode!r}")
         if self.padded_vocab_size < 36:
-            raise ValueError(f"ModelConfig.padded_vocab_size must hold the 36 ProteinGLM tokens, got {self.padded_vocab_size}")
+            raise ValueError(
+                f"ModelConfig.padded_vocab_size must hold the 36 ProteinGLM tokens, got {self.padded_vocab_size}")
         self.objectives = tuple(self.objectives)
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown:

@@ -45,7 +45,9 @@ def test_every_config_composes(group: str) -> None:
 def test_typo_in_override_is_an_error() -> None:
     with pytest.raises(ValueError, match="sedes"):
         compose(["protocol.sedes=1"])
-    with pytest.raises(ValueError, match=r"unknown backbone 'esm3'; did you mean esm2\? \(valid: blosum62, esm2, onehot, proteinmpnn"):
+    with pytest.raises(ValueError,
+                       match=r"unknown backbone 'esm3'; did you mean esm2\? "
+                             r"\(valid: blosum62, esm2, onehot, proteinmpnn"):
         compose(["backbone=esm3"])
     with pytest.raises(ValueError, match=r"^unknown key 'protocol.sedes'; did you mean protocol.seeds\?$"):
         compose(["protocol.sedes=1"])

@@ -67,7 +67,8 @@ def test_score_sequences_and_variants(checkpoint: Path, tmp_path: Path) -> None:
     write_fasta([("a", "MKTAYIAKQR"), ("b", "GSSG")], seqs)
     write_fasta([("wt", "MKTAYIAKQR")], wt)
     muts.write_text("mutant,DMS_score\nK2R,0.5\nA4G:Q9E,-1.0\n")
-    assert score_main(["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv"), "--device", "cpu"]) == 0
+    args = ["--checkpoint", str(checkpoint), str(seqs), "-o", str(tmp_path / "s.csv"), "--device", "cpu"]
+    assert score_main(args) == 0
     rows = read_csv(tmp_path / "s.csv")
     assert [r["name"] for r in rows] == ["a", "b"] and float(rows[0]["perplexity_with_eos"]) > 1
     assert score_main(["--checkpoint", str(checkpoint), "--wildtype", str(wt), "--mutations", str(muts),

@@ -69,7 +69,8 @@ def test_rows_finish_at_different_lengths(model: XTrimoPGLM) -> None:
 
 def test_callback_streams_every_token(model: XTrimoPGLM) -> None:
     streamed: dict[int, list[str]] = {}
-    out = decode(model, PROMPTS, SamplingConfig(), 12, seed=1, callback=lambda i, t: streamed.setdefault(i, []).append(t))
+    out = decode(model, PROMPTS, SamplingConfig(), 12, seed=1,
+                 callback=lambda i, t: streamed.setdefault(i, []).append(t))
     for d in out:
         tokens = streamed[d.index]
         assert "".join(t for t in tokens if len(t) == 1) == TOK.decode(d.tokens)

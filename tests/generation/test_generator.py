@@ -37,7 +37,8 @@ def test_reranking_keeps_the_best_by_any_score(checkpoint: Path) -> None:
     best = gen.generate(3, max_new_tokens=15, seed=1, num_candidates=8)
     expected = sorted(pool, key=lambda s: -s.mean_log_likelihood)[:3]
     assert [s.sequence for s in best] == [s.sequence for s in expected]
-    by_g = gen.generate(2, max_new_tokens=15, seed=1, num_candidates=8, score_fn=lambda seqs: [s.count("G") for s in seqs])
+    by_g = gen.generate(2, max_new_tokens=15, seed=1, num_candidates=8,
+                        score_fn=lambda seqs: [s.count("G") for s in seqs])
     assert [s.sequence.count("G") for s in by_g] == sorted((s.sequence.count("G") for s in pool), reverse=True)[:2]
 
 

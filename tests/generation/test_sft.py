@@ -11,7 +11,8 @@ from xtrimo.train.cli import compose
 
 
 def test_sft_experiment_composes() -> None:
-    cfg = compose(["experiment=sft", "init_from=/ckpt", "data.train_files=[fam.fasta]", "data.valid_files=[held.fasta]"])
+    cfg = compose(["experiment=sft", "init_from=/ckpt", "data.train_files=[fam.fasta]",
+                   "data.valid_files=[held.fasta]"])
     assert cfg.init_from == "/ckpt" and cfg.data.train_files == ["fam.fasta"] and cfg.data.valid_files == ["held.fasta"]
     assert cfg.objective.glm_prob == 0.9 and cfg.objective.stage1_steps == 0 and cfg.objective.min_gmask_ratio == 0.8
     default = compose(["experiment=sft"])

@@ -33,5 +33,6 @@ def fold_dir(tmp_path: Path) -> Path:
     XTrimoPGLM(ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, ffn_hidden_size=97,
                            objectives=("mlm",))).save_pretrained(
         tmp_path / "plm")
-    save_head(FoldingHead(FoldConfig.from_dict({**TINY_FOLD, "plm": {**TINY_FOLD["plm"], "checkpoint": "../plm"}})), tmp_path / "fold")
+    config = FoldConfig.from_dict({**TINY_FOLD, "plm": {**TINY_FOLD["plm"], "checkpoint": "../plm"}})
+    save_head(FoldingHead(config), tmp_path / "fold")
     return tmp_path / "fold"

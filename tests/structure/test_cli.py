@@ -103,7 +103,8 @@ def test_eval_unreadable_pdb_is_reported_in_one_line(tmp_path: Path, capsys: pyt
     assert eval_main(["--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
     row = read_csv(tmp_path / "e.csv")[0]
     assert "x.pdb" in row["status"] and "not a readable" in row["status"]
-    assert eval_main(["--pred", str(tmp_path / "none"), "--ref", str(tmp_path / "r"), "-o", str(tmp_path / "e.csv")]) == 1
+    assert eval_main(["--pred", str(tmp_path / "none"), "--ref", str(tmp_path / "r"),
+                      "-o", str(tmp_path / "e.csv")]) == 1
     assert "no such folder" in capsys.readouterr().err
 
 

@@ -24,7 +24,8 @@ def test_output_shapes_odd_lengths(fold_config: FoldConfig) -> None:
     assert out.atom37_positions.shape == (2, 13, 37, 3)
     assert out.positions.shape == (fold_config.trunk.structure_module.no_blocks, 2, 13, 14, 3)
     assert out.distogram_logits.shape == (2, 13, 13, fold_config.heads.distogram_bins)
-    assert out.lddt_logits.shape == (fold_config.trunk.structure_module.no_blocks, 2, 13, 37, fold_config.heads.lddt_bins)
+    blocks = fold_config.trunk.structure_module.no_blocks
+    assert out.lddt_logits.shape == (blocks, 2, 13, 37, fold_config.heads.lddt_bins)
     assert out.plddt.shape == (2, 13) and ((out.plddt >= 0) & (out.plddt <= 100)).all()
     assert out.ptm.shape == (2,) and ((out.ptm > 0) & (out.ptm < 1)).all()
     assert out.predicted_aligned_error.shape == (2, 13, 13)

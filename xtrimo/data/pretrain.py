@@ -46,8 +46,9 @@ def iter_residues(files: tuple[str, ...], tokenizer: ResidueTokenizer) -> Iterat
 def _shard() -> tuple[int, int]:
     """(shard index, number of shards) over ranks x data-loader workers."""
     info = get_worker_info()
-    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-    world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if distributed else 0
+    world = torch.distributed.get_world_size() if distributed else 1
     wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
     return rank * nw + wid, world * nw
 
@@ -100,13 +101,15 @@ class PretrainStream(IterableDataset):
                         continue
                     step = ((produced - 1) * nw + wid) // self.accumulate
                     brng = np.random.default_rng([self.spec.seed, epoch, shard, pool_idx, 2, b])
-                    batch = [build_sample(r, brng, self.objective, draw_kind(brng, self.objective, step)) for r in residues]
+                    batch = [build_sample(r, brng, self.objective, draw_kind(brng, self.objective, step))
+                             for r in residues]
                     out = collate(batch)
                     out.epoch = torch.tensor(epoch)
                     yield out
 
 
-def validation_samples(residues: np.ndarray, index: int, max_length: int, objective: ObjectiveConfig, seed: int) -> list[Sample]:
+def validation_samples(residues: np.ndarray, index: int, max_length: int, objective: ObjectiveConfig,
+                       seed: int) -> list[Sample]:
     """Deterministic MLM and GLM samples for every window of one validation sequence.
 
     Long sequences are cut into consecutive windows (no residue is dropped, none evaluated twice).

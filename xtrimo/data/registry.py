@@ -105,7 +105,8 @@ def dataset_path(name: str, download: bool = True) -> Path:
         if target.exists():
             continue
         if not download or remote.url is None:
-            how = "it has no download of its own: build it from " + spec.source if remote.url is None else "downloads are off"
+            how = ("it has no download of its own: build it from " + spec.source if remote.url is None
+                   else "downloads are off")
             raise DataNotFoundError(
                 f"data set {name!r}: {target} is missing ({how}); set XTRIMO_DATA_DIR to a folder holding {name}/"
             )

@@ -91,7 +91,8 @@ SOURCES: dict[str, tuple[str, str, str]] = {
     "structures_scope_domains": (
         '35 SCOPe domain structures (contact maps)',
         'GPL-3.0 (repo); SCOPe/ASTRAL from wwPDB',
-        "steineggerlab/foldseek@d5b1d3d441aed533a5645699fe1aeb95251765a7 example/d* and @608e796119761f599e0b55b95500c4b08b04b6cd example/large/d* ('.pdb' added)",
+        "steineggerlab/foldseek@d5b1d3d441aed533a5645699fe1aeb95251765a7 example/d* and "
+        "@608e796119761f599e0b55b95500c4b08b04b6cd example/large/d* ('.pdb' added)",
     ),
 }
 

@@ -252,7 +252,8 @@ class XTrimoPGLM(nn.Module):
         with torch.device("meta"):
             model = cls(config)
         if ROTARY_KEY not in state:
-            state = {**state, ROTARY_KEY: rotary_embedding(config.rope_mode, config.head_dim, config.rope_base).inv_freq}
+            rotary = rotary_embedding(config.rope_mode, config.head_dim, config.rope_base)
+            state = {**state, ROTARY_KEY: rotary.inv_freq}
         check_keys(set(model.state_dict()), set(state), source)
         model.load_state_dict({k: v.to(map_location) for k, v in state.items()}, strict=True, assign=True)
         return model.eval()

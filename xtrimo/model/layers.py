@@ -168,7 +168,8 @@ def attention_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[
     return q, k, v
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: float) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              dropout: float) -> torch.Tensor:
     """``scaled_dot_product_attention``; on the CPU outside autocast, in fp32.
 
     CPU autocast would run it in bf16, whose kernel keeps memory for every new ``[B, L]`` shape: the quickstart's
@@ -260,7 +261,8 @@ class SelfAttention(nn.Module):
         qkv = self.query_key_value(x)
         outs, start = [], 0
         for i, (n, div) in enumerate(zip(layout.lengths, layout.divisions)):
-            q, k, v = qkv[start : start + n].view(1, n, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4).unbind(0)
+            heads = qkv[start : start + n].view(1, n, self.num_heads, 3, self.head_dim)
+            q, k, v = heads.permute(3, 0, 2, 1, 4).unbind(0)
             q, k, v = attention_dtype(q, k, v)
             cos, sin = rope[0][i : i + 1, :, :n], rope[1][i : i + 1, :, :n]
             q, k = self.rotate(q, cos, sin), self.rotate(k, cos, sin)

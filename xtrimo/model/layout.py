@@ -164,7 +164,8 @@ def collate(samples: Sequence[Sample]) -> ModelInput:
     valid = np.zeros((b, length), dtype=bool)
     for i, s in enumerate(samples):
         n = len(s)
-        input_ids[i, :n], labels[i, :n], position_ids[i, :, :n], valid[i, :n] = s.input_ids, s.labels, s.position_ids, True
+        input_ids[i, :n], labels[i, :n], position_ids[i, :, :n] = s.input_ids, s.labels, s.position_ids
+        valid[i, :n] = True
     return ModelInput(
         torch.from_numpy(input_ids), torch.from_numpy(position_ids),
         torch.tensor([s.division for s in samples], dtype=torch.long), torch.from_numpy(valid),

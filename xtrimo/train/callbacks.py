@@ -162,7 +162,8 @@ class Throughput(L.Callback):
             self.t0 += time.perf_counter() - self.paused  # validation time is not training time
         self.paused = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         real = int(batch.valid.sum())
         self.tokens += real
         self.real += real

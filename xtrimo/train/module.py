@@ -70,7 +70,8 @@ class PretrainModule(L.LightningModule):
         self.objective = objective or ObjectiveConfig()
         self.token_multiple = token_multiple
         self.use_compile = compile
-        self.register_buffer("unigram", unigram_log_probs if unigram_log_probs is not None else torch.zeros(0), persistent=False)
+        unigram = unigram_log_probs if unigram_log_probs is not None else torch.zeros(0)
+        self.register_buffer("unigram", unigram, persistent=False)
         self.val_sums = torch.nn.ModuleDict(
             {f"{o}_{k}": SumMetric() for o in OBJECTIVE_NAMES for k in ("nll", "tokens", "unigram")}
         )
@@ -149,7 +150,8 @@ class PretrainModule(L.LightningModule):
         labels, kinds = batch.labels, batch.kinds
         keep = labels != IGNORE_INDEX
         token_kind = kinds[:, None].expand_as(labels)[keep]
-        base = -self.unigram[labels[keep]] if self.unigram.numel() else torch.zeros(int(keep.sum()), device=labels.device)
+        base = (-self.unigram[labels[keep]] if self.unigram.numel()
+                else torch.zeros(int(keep.sum()), device=labels.device))
         for k, name in enumerate(OBJECTIVE_NAMES):
             self.val_sums[f"{name}_nll"].update(parts[f"{name}_nll"])
             self.val_sums[f"{name}_tokens"].update(parts[f"{name}_tokens"])

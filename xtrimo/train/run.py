@@ -43,7 +43,8 @@ def dry_run(cfg: TrainConfig) -> None:
     print(f"model {m.name}: {n:,} parameters ({n / 1e9:.2f}B) on the meta device, nothing allocated")
     print(f"  layers {m.num_layers}, hidden {m.hidden_size}, heads {m.num_attention_heads} (head dim {m.head_dim}), "
           f"GeGLU FFN {m.ffn_hidden_size}, context {m.seq_length}, RoPE {m.rope_mode}, vocab {m.padded_vocab_size}")
-    print(f"  bf16 weights {n * 2 / 2**30:.1f} GiB; AdamW training state (fp32 master + 2 moments) {n * 16 / 2**30:.1f} GiB")
+    print(f"  bf16 weights {n * 2 / 2**30:.1f} GiB; AdamW training state (fp32 master + 2 moments) "
+          f"{n * 16 / 2**30:.1f} GiB")
     print(f"  training FLOPs per token at context {m.seq_length}: {flops_per_token(m, m.seq_length):.3e}")
     print(f"  strategy {cfg.trainer.strategy}, devices {cfg.trainer.devices} x nodes {cfg.trainer.num_nodes}")
 
@@ -172,7 +173,8 @@ def train(cfg: TrainConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         print(f"validating the whole valid split after {trainer.global_step} steps (checkpoint already written)",
               flush=True)
-    metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0].items()}
+    results = trainer.validate(module, datamodule=datamodule, verbose=False, weights_only=True)[0]
+    metrics = {k: float(v) for k, v in results.items()}
     if trainer.is_global_zero:
         untrained = {"mlm", "glm"} - set(cfg.objective.trained_objectives(trainer.global_step))
         report(metrics, trainer.global_step, module.skipped_steps, out, untrained)
@@ -188,7 +190,8 @@ def report(metrics: dict[str, float], step: int, skipped: int, out: Path, untrai
     print(f"  {'objective':<10}{'perplexity':>12}{'unigram':>10}{'tokens':>10}")
     for o in ("mlm", "glm"):
         if metrics.get(f"val/{o}_tokens", 0) > 0:
-            print(f"  {o.upper():<10}{metrics[f'val/{o}_ppl']:>12.2f}{metrics.get(f'val/{o}_unigram_ppl', math.nan):>10.2f}"
+            unigram = metrics.get(f"val/{o}_unigram_ppl", math.nan)
+            print(f"  {o.upper():<10}{metrics[f'val/{o}_ppl']:>12.2f}{unigram:>10.2f}"
                   f"{int(metrics[f'val/{o}_tokens']):>10}" + ("   (not trained in this run)" if o in untrained else ""))
     write_json(out / "results.json", {"step": step, "skipped_steps": skipped, **metrics})
     last, best = out / "checkpoints" / "last", out / "checkpoints" / "best"
