@@ -64,9 +64,9 @@ def input_major_weights(model: torch.nn.Module, input_major: bool = True) -> Non
 
     A cached decoding step multiplies a few rows by every weight matrix, so it streams all weights from memory once
     per token. On the CPU, BLAS reads the ``[in, out]`` layout about twice as fast for one row as the usual
-    ``[out, in]`` (17.6 vs 9.0 GB/s on this machine, 1.3x at 16 rows; large batches alike), the layout GPT-2's
-    ``Conv1D`` already uses. Values, parameters and saved checkpoints (written contiguous) are unchanged.
-    ``input_major=False`` restores the usual layout (the compiled step's dot products read rows of ``[out, in]``).
+    ``[out, in]`` (less so for a batch of rows), the layout GPT-2's ``Conv1D`` already uses. Values, parameters and
+    saved checkpoints (written contiguous) are unchanged. ``input_major=False`` restores the usual layout (the
+    compiled step's dot products read rows of ``[out, in]``).
     """
     with torch.no_grad():
         for m in model.modules():
