@@ -10,11 +10,14 @@ from xtrimo.data.fasta import FastaError, read_fasta
 from xtrimo.data.pretrain import PretrainStream, StreamSpec, ValidationSet, unigram_log_probs
 from xtrimo.data.registry import DataNotFoundError, dataset_path, resolve_data_file, verify
 from xtrimo.objectives import ObjectiveConfig, build_mlm_sample
+
+from tests.helpers import write_corpus
 import numpy as np
 
 
 def _write(path, text, gz=False):
-    (gzip.open if gz else open)(path, "wt").write(text)
+    with (gzip.open if gz else open)(path, "wt") as fh:
+        fh.write(text)
     return path
 
 
@@ -61,10 +64,7 @@ def _spec(files, **kw):
 
 
 def _corpus(tmp_path, n=120):
-    rng = np.random.default_rng(0)
-    seqs = ("".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), size=int(rng.integers(21, 150)))) for _ in range(n))
-    lines = [f">s{i}\n{s}\n" for i, s in enumerate(seqs)]
-    return _write(tmp_path / "c.fa.gz", "".join(lines), gz=True)
+    return write_corpus(tmp_path / "c.fa.gz", n, seed=0, min_len=21, max_len=150)
 
 
 def test_stream_resume_replays_same_batches(tmp_path):
