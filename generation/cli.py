@@ -59,8 +59,8 @@ def _generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
     p.add_argument("--stream", action="store_true", help="print tokens to stderr as they are produced")
     p.add_argument("--compile", action="store_true",
-                   help="decode with one torch.compile graph per token: it compiles first, then pays on long jobs "
-                        "(docs/generation.md has the speeds)")
+                   help="decode with one compiled graph per token (AOTInductor on the CPU, torch.compile "
+                        "elsewhere): it compiles first, then pays on long jobs (docs/generation.md has the speeds)")
     return p
 
 

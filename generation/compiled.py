@@ -1,4 +1,5 @@
-"""Compiled decoding: :meth:`XTrimoPGLM.decode_step` through ``torch.compile``, one graph per generated token.
+"""Compiled decoding: :meth:`XTrimoPGLM.decode_step` as one compiled graph per generated token (AOTInductor
+packages on the CPU, ``torch.compile`` elsewhere: :mod:`xtrimo.model.decoding`).
 
 A cached decoding step of a small model spends most of its time between operators (an eager step of a 6-layer,
 320-wide model runs about 440 of them for 7.5M multiply-adds per token); compiled, the model step, the sampling
@@ -21,8 +22,9 @@ INDUCTOR_OPTIONS = {"realize_opcount_threshold": 6, "size_asserts": False, "cpp_
 
 
 def compile_decoding(model: XTrimoPGLM) -> None:
-    """Compile ``model``'s decoding step (on first use; again for a one-row batch and for another
-    :class:`SamplingConfig`, whose values are constants of the graph). Raises ``RuntimeError`` at once when the
-    C++ toolchain is missing (:func:`check_toolchain`)."""
+    """Compile ``model``'s decoding step (on first use; again for a one-row batch, for another
+    :class:`SamplingConfig`, whose values are constants of the graph, and on the CPU for another thread count).
+    Raises ``RuntimeError`` at once when the C++ toolchain is missing (:func:`check_toolchain`)."""
     check_toolchain()
-    model.compile_decoding(**INDUCTOR_OPTIONS)
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    model.compile_decoding(ahead_of_time=on_cpu, **INDUCTOR_OPTIONS)

@@ -82,9 +82,10 @@ class Generator:
         model: the backbone (moved to ``device``, put in eval mode; on the CPU its linear weights are re-laid in
             place: input-major for the eager loop, row-major for the compiled step, see :func:`input_major_weights`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ... .
-        compile: make each token after the prompt with one ``torch.compile`` graph
-            (:mod:`generation.compiled`): needs a C++ compiler and Python headers on the CPU (Triton on the GPU),
-            compiles on first use (once more for a one-row batch and for each new set of sampling controls), then
+        compile: make each token after the prompt with one compiled graph (:mod:`generation.compiled`: an
+            AOTInductor package on the CPU, ``torch.compile`` elsewhere): needs a C++ compiler and Python headers on
+            the CPU (Triton on the GPU), compiles on first use (once more for a one-row batch, for each new set of
+            sampling controls and on the CPU for another thread count), then
             decodes faster than the eager loop (docs/generation.md); samples match the eager loop's
             (log-probabilities to 1e-5, tested).
     """

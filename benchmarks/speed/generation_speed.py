@@ -9,6 +9,7 @@ sampling (temperature 1, no top-k / top-p) on both sides.
 
     python benchmarks/speed/generation_speed.py                 # 6 layers, 320 wide, 5 heads, every core
     OMP_NUM_THREADS=1 python benchmarks/speed/generation_speed.py
+    python benchmarks/speed/generation_speed.py --jit-step      # also the torch.compile step on the CPU
     python benchmarks/speed/generation_speed.py --layers 12 --hidden 768 --heads 12 --device cuda
 """
 
@@ -136,12 +137,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every variant once")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="both models")
+    p.add_argument("--jit-step", action="store_true",
+                   help="also time compile=True with the torch.compile step (what the CPU used before AOTInductor)")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     gen, compiled, gpt2 = build_models(args, device, getattr(torch, args.dtype))
     gpt2_fast = hf_fast_model(gpt2)
+    jit = None
+    if args.jit_step:
+        from xtrimo.generation.compiled import INDUCTOR_OPTIONS
+
+        jit = Generator(copy.deepcopy(compiled.model), device, compile=True)
+        jit.model.compile_decoding(ahead_of_time=False, **INDUCTOR_OPTIONS)
     n = args.new_tokens
     print(f"device {device} ({torch.get_num_threads()} threads), {args.layers} layers, hidden {args.hidden}, "
           f"{args.heads} heads; xtrimo {gen.model.num_parameters() / 1e6:.2f}M params, "
@@ -154,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         for b in [int(x) for x in args.batches.split(",")]:
             fns = {"kv": xtrimo_runner(gen, b, n, True), "compiled": xtrimo_runner(compiled, b, n, True),
                    "hf": hf_runner(gpt2, b, n, device), "hf_fast": hf_runner(gpt2_fast, b, n, device, static=True)}
+            if jit is not None:
+                fns["jit"] = xtrimo_runner(jit, b, n, True)
             if str(b) in args.recompute_batches.split(","):
                 fns["full"] = xtrimo_runner(gen, b, n, False)
                 fns["compiled_full"] = xtrimo_runner(compiled, b, n, False)
@@ -171,9 +182,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{b:>5} {r['kv']:16.1f} {r['compiled']:15.1f} {1000 * b / r['compiled']:8.2f} {full_s} {r['hf']:15.1f} "
               f"{1000 * b / r['hf']:8.2f} {r['kv'] / r['hf']:5.2f}x {r['compiled'] / r['hf']:11.2f}x "
               f"{r['hf_fast']:19.1f} {r['compiled'] / r['hf_fast']:16.2f}x {bare_x:20.2f} {bare_h:6.2f}")
-    print("KV: the eager cached loop (Generator()); compiled: Generator(compile=True), one torch.compile graph per "
+    print("KV: the eager cached loop (Generator()); compiled: Generator(compile=True), one compiled graph per "
           "token; recompute: the same loop without a cache, eager / through torch.compile(model)")
     print("bare fwd: one eager cached forward step without any sampling or bookkeeping, the floor of an eager loop")
+    for b, r, _, _ in rows:
+        if "jit" in r:
+            print(f"batch {b}: the torch.compile step {r['jit']:.1f} tok/s, {1000 * b / r['jit']:.2f} ms/step; "
+                  f"compiled (this device's step) / torch.compile step {r['compiled'] / r['jit']:.2f}x")
 
 
 if __name__ == "__main__":

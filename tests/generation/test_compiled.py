@@ -74,3 +74,37 @@ def test_missing_compiler_is_one_line(model: XTrimoPGLM, monkeypatch: pytest.Mon
     monkeypatch.setenv("CXX", "no-such-c++-compiler")
     with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler: 'no-such-c\\+\\+-compiler' not found"):
         Generator(model, "cpu", compile=True)
+
+
+def _step_inputs(m: XTrimoPGLM, context: int, spare: int) -> tuple:
+    """A one-row prompt run into a cache with ``spare`` free slots after the next token: the next decode_step's
+    arguments (tokens, positions, key_valid, cache)."""
+    inputs, length = prompt_batch([TOK.encode("MKTAYIAK"[:context])], "glm", 1)
+    inputs.input_ids[:, length] = 7
+    cache = KVCache(m.config, 1, length + 1 + spare, torch.device("cpu"), torch.float32)
+    m(inputs.columns(0, length), cache=cache)
+    return inputs.input_ids[:, length], inputs.position_ids[:, :, length], inputs.valid[:, : length + 1], cache
+
+
+def test_exported_step_follows_the_weights_and_a_full_cache(model: XTrimoPGLM) -> None:
+    """The CPU step (AOTInductor packages reading the parameters in place): weights loaded in place and weights
+    assigned as new tensors are both seen; a cache filled to its last slot runs eagerly; past it, a one-line error."""
+    compiled = XTrimoPGLM(model.config).eval()
+    compiled.load_state_dict(model.state_dict())
+    compile_decoding(compiled)
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for load in (None, dict(), dict(assign=True)):
+            if load is not None:
+                other = {k: v + 0.05 * torch.randn_like(v) if k != "rotary.inv_freq" else v  # RoPE's stays
+                         for k, v in model.state_dict().items()}
+                compiled.load_state_dict({k: v.clone() for k, v in other.items()}, **load)
+                model.load_state_dict(other)
+            for spare in (2, 0):  # 0: the new token takes the cache's last slot (no package takes it)
+                ref = model.decode_step(*_step_inputs(model, 5, spare))
+                ours = compiled.decode_step(*_step_inputs(compiled, 5, spare))
+                torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+        tokens, positions, key_valid, cache = _step_inputs(compiled, 5, 0)
+        cache.length += 1
+        with pytest.raises(ValueError, match="KV cache overflow"):
+            compiled.decode_step(tokens, positions, torch.ones(1, cache.length + 1, dtype=torch.bool), cache)

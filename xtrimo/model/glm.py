@@ -15,6 +15,7 @@ from torch import nn
 
 from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_checkpoint
 from xtrimo.config import ModelConfig
+from xtrimo.model.decoding import ExportedStep, TorchCompiledStep
 from xtrimo.model.layers import (
     AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows, round_rows,
 )
@@ -199,9 +200,10 @@ class XTrimoPGLM(nn.Module):
         """
         if key_valid.shape[1] != cache.length + 1:
             raise ValueError(f"key_valid covers {key_valid.shape[1]} keys; the cache holds {cache.length} + 1 new")
+        if cache.length >= cache.max_len:
+            raise ValueError(f"KV cache overflow: {cache.length + 1} positions > max_len {cache.max_len}")
         step = self._compiled_step or _one_token
         if self._compiled_step is not None:
-            _mark_dynamic(tokens, positions, key_valid, cache, head_args)
             self._lay_products(tokens.device.type == "cpu" and torch.get_num_threads() > 1)
         out = step(self, tokens, positions, key_valid, cache.keys, cache.values, head, *head_args)
         cache.advance(1)
@@ -215,10 +217,14 @@ class XTrimoPGLM(nn.Module):
                 if isinstance(m, Linear):
                     m.weight_left = weight_left
 
-    def compile_decoding(self, **options: Any) -> None:
-        """Run :meth:`decode_step` through ``torch.compile`` (inductor ``options``), batch and lengths traced as
-        symbols, so that a process compiles once for a one-row batch and once for larger ones."""
-        self._compiled_step = torch.compile(_one_token, options=options or None)
+    def compile_decoding(self, ahead_of_time: bool = False, **options: Any) -> None:
+        """Run :meth:`decode_step` compiled with inductor ``options``: through ``torch.compile``, or with
+        ``ahead_of_time`` (CPU) as AOTInductor packages (:mod:`xtrimo.model.decoding`); either compiles once for a
+        one-row batch and once for larger ones, batch and lengths traced as symbols."""
+        if ahead_of_time:  # Linear's products change at decode_rows rows
+            self._compiled_step = ExportedStep(_one_token, options, batch_splits=[Linear.decode_rows])
+        else:
+            self._compiled_step = TorchCompiledStep(_one_token, options)
 
     def compile_blocks(self, **options: Any) -> None:
         """Run each transformer block of whole-sequence passes (the trainer's ``trainer.compile``) through
@@ -282,16 +288,3 @@ def _one_token(
         x, _ = block(x, attend)
     logits = model.transformer.output_layer(model.transformer.encoder.final_layernorm(x)).float()
     return logits if head is None else head(logits, *head_args)
-
-
-def _mark_dynamic(
-    tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor, cache: KVCache, head_args: tuple
-) -> None:
-    """Trace the batch and the lengths as symbols: one compiled graph for every cache length and batch size > 1."""
-    b = tokens.shape[0]
-    batched = [t for t in head_args if isinstance(t, torch.Tensor) and t.ndim and t.shape[0] == b]
-    for t in (tokens, positions, key_valid, *cache.keys, *cache.values, *batched):
-        torch._dynamo.maybe_mark_dynamic(t, 0)
-    torch._dynamo.maybe_mark_dynamic(key_valid, 1)
-    for t in (*cache.keys, *cache.values):
-        torch._dynamo.maybe_mark_dynamic(t, 2)
