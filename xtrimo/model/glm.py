@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -17,10 +17,11 @@ from xtrimo.checkpoint import WEIGHTS_NAME, check_keys, read_checkpoint, save_ch
 from xtrimo.config import ModelConfig
 from xtrimo.model.decoding import ExportedStep, TorchCompiledStep
 from xtrimo.model.layers import (
-    AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows, round_rows,
+    AttentionInputs, GLMBlock, KVCache, KVWindow, Linear, TokenLayout, pad_rows, right_padded_lengths, round_rows,
 )
 from xtrimo.model.layout import ModelInput, attention_mask, from_ids, needs_mask, step_mask
 from xtrimo.model.rope import rotary_embedding
+from xtrimo.model.span_attention import usable as span_attention_usable
 
 
 ROTARY_KEY = "rotary.inv_freq"
@@ -76,6 +77,9 @@ class XTrimoPGLM(nn.Module):
         self._compiled_block: Callable[..., Any] | None = None
         # the flat token count is rounded up to a multiple of this (see TokenLayout); the trainer sets it
         self.token_multiple = 1
+        # "auto": bf16 passes on CPUs with AVX512_BF16 run attention through xtrimo.model.span_attention; "sdpa":
+        # always scaled_dot_product_attention
+        self.attention_kernel: Literal["auto", "sdpa"] = "auto"
         self.reset_parameters()
 
     @torch.no_grad()
@@ -138,15 +142,16 @@ class XTrimoPGLM(nn.Module):
         if key_valid is None:
             key_valid = inputs.valid if start == 0 else torch.cat((inputs.valid.new_ones(b, start), inputs.valid), 1)
         layout = TokenLayout.from_valid(inputs.valid if cache is None else None, b, length, self.token_multiple)
+        spans = None if cache is not None or output_attentions else self._spans(inputs)
         varlen = (
-            layout.index is not None and tokens.device.type == "cpu" and not output_attentions
+            spans is None and layout.index is not None and tokens.device.type == "cpu" and not output_attentions
             and layout.use_varlen(inputs.valid, inputs.division)
         )
         mask = None
-        if not varlen and needs_mask(inputs.division, key_valid):
+        if spans is None and not varlen and needs_mask(inputs.division, key_valid):
             mask = attention_mask(inputs.division, key_valid, start)
         window = cache.window(length) if cache is not None else None
-        attend = AttentionInputs(layout, self.rotary(inputs.position_ids), mask, window, output_attentions)
+        attend = AttentionInputs(layout, self.rotary(inputs.position_ids), mask, window, output_attentions, spans)
 
         x = self.transformer.embedding.word_embeddings(layout.to_flat(tokens[..., None]).squeeze(-1))
         if self.config.embedding_grad_shrink < 1.0 and self.training:
@@ -181,6 +186,22 @@ class XTrimoPGLM(nn.Module):
         if output_attentions:
             out["attentions"] = attentions
         return out
+
+    def _spans(self, inputs: ModelInput) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(lengths, divisions)`` for the bf16 span kernel where this pass can use it: on the CPU, computing in
+        bf16 (autocast or bf16 weights), no attention dropout in training, right-padded rows, a head width the
+        kernel takes, and ``attention_kernel`` "auto"."""
+        device = inputs.input_ids.device
+        bf16 = (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16) or (
+            self.transformer.output_layer.weight.dtype == torch.bfloat16)
+        if (self.attention_kernel != "auto" or device.type != "cpu" or not bf16
+                or (self.training and self.config.attention_dropout > 0)
+                or not span_attention_usable(self.config.head_dim)):
+            return None
+        lengths = right_padded_lengths(inputs.valid)
+        if lengths is None:
+            return None
+        return lengths.to(torch.int32), inputs.division.clamp(max=inputs.valid.shape[1]).to(torch.int32)
 
     def decode_step(
         self, tokens: torch.Tensor, positions: torch.Tensor, key_valid: torch.Tensor, cache: KVCache,

@@ -16,6 +16,7 @@ from torch import nn
 from xtrimo.config import ModelConfig
 from xtrimo.model.layout import span_mask
 from xtrimo.model.rope import ROTARY
+from xtrimo.model.span_attention import span_attention
 
 
 @dataclass
@@ -54,7 +55,7 @@ class TokenLayout:
         # worth it only where most of the padded attention is waste; with sorted buckets one padded call is faster
         if float((lengths.double() ** 2).sum()) > 0.5 * self.batch * self.length**2:
             return False
-        if not bool((valid == (torch.arange(self.length, device=valid.device) < lengths[:, None])).all()):
+        if right_padded_lengths(valid) is None:
             return False
         self.lengths = lengths.tolist()
         self.divisions = (division.clamp(max=self.length) if division is not None else lengths).tolist()
@@ -76,6 +77,14 @@ class TokenLayout:
     def fill(self, flat: torch.Tensor) -> torch.Tensor:
         """Append the ``extra`` filler rows to real-token rows ``[T, ...]``."""
         return pad_rows(flat, self.extra)
+
+
+def right_padded_lengths(valid: torch.Tensor) -> torch.Tensor | None:
+    """``[B]`` real-token counts when every row of ``valid`` ``[B, L]`` is real tokens then padding, else None."""
+    lengths = valid.sum(1)
+    if not bool((valid == (torch.arange(valid.shape[1], device=valid.device) < lengths[:, None])).all()):
+        return None
+    return lengths
 
 
 def round_rows(n: int, multiple: int) -> int:
@@ -151,6 +160,8 @@ class AttentionInputs:
         mask: ``[B, 1, Lq, Lk]`` bool (True = attend) or None (every key).
         cache: the KV-cache slots of this pass, or None.
         need_weights: also return the attention maps.
+        spans: ``(lengths, divisions)``, ``[B]`` int32 each, where attention runs through the bf16 kernel of
+            :mod:`xtrimo.model.span_attention` (the mask it implies replaces ``mask``).
     """
 
     layout: TokenLayout
@@ -158,6 +169,7 @@ class AttentionInputs:
     mask: torch.Tensor | None
     cache: KVWindow | None = None
     need_weights: bool = False
+    spans: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def attention_dtype(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -231,6 +243,8 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args: x ``[T, H]``. Returns ``[T, H]`` and, with ``need_weights``, the maps ``[B, nh, Lq, Lk]``."""
         layout, rope, mask, cache = inputs.layout, inputs.rope, inputs.mask, inputs.cache
+        if inputs.spans is not None:
+            return self._spans(x, layout, rope, inputs.spans), None
         if layout.lengths is not None:
             return self._varlen(x, layout, rope), None
         # fused QKV laid out per head, [h0: q|k|v, h1: q|k|v, ...], as Megatron and HF ProteinGLM
@@ -255,6 +269,17 @@ class SelfAttention(nn.Module):
             ctx = attention(q, k, v, mask, self.dropout if self.training else 0.0)
         ctx = ctx.to(qkv.dtype).transpose(1, 2).reshape(b, length, -1)
         return self.dense(layout.to_flat(ctx)), probs
+
+    def _spans(self, x: torch.Tensor, layout: TokenLayout, rope: tuple[torch.Tensor, torch.Tensor],
+               spans: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Attention in bf16 through the span kernel: RoPE in fp32, products in bf16, softmax in fp32."""
+        qkv = layout.to_padded(self.query_key_value(x))  # [B, L, 3H]
+        b, length = qkv.shape[:2]
+        q, k, v = qkv.view(b, length, self.num_heads, 3, self.head_dim).unbind(3)  # [B, L, nh, hd]
+        cos, sin = (t.transpose(1, 2) for t in rope)  # [B, L, 1, hd]
+        q, k = (self.rotate(t.float(), cos, sin).to(torch.bfloat16) for t in (q, k))
+        ctx = span_attention(q, k, v.to(torch.bfloat16), *spans)
+        return self.dense(layout.to_flat(ctx.reshape(b, length, -1)))
 
     def _varlen(self, x: torch.Tensor, layout: TokenLayout, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Attention sequence by sequence on the flat ``[T, H]`` layout: no pad position is ever computed."""
