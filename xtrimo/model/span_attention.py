@@ -27,6 +27,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("span_attention.cpp")
+HEADER = SOURCE.with_name("span_attention_simd.h")  # included by SOURCE
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl",
          "-mavx512dq", "-mavx512bf16")
 MAX_HEAD_DIM = 128
@@ -45,7 +46,7 @@ def _build() -> ctypes.CDLL:
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r}")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), version, *FLAGS]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([SOURCE.read_text(), HEADER.read_text(), version, *FLAGS]).encode()).hexdigest()[:16]
     target = kernel_dir() / f"span_attention-{key}.so"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
