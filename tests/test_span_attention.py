@@ -27,17 +27,17 @@ def _reference(q, k, v, lengths, divisions):
     return out.transpose(1, 2) * valid[:, :, None, None]
 
 
-def _inputs(head_dim: int):
-    # rows: bidirectional (MLM), a GLM prefix of 9, causal (CLM), one token, empty; 37 columns, 5 heads
-    lengths = torch.tensor([37, 20, 30, 1, 0], dtype=torch.int32)
-    divisions = torch.tensor([99, 9, 0, 1, 0], dtype=torch.int32)
-    qkv = torch.randn(5, 37, 5, 3, head_dim).to(torch.bfloat16)  # q, k, v as strided views, as in the model
+def _inputs(head_dim: int, length: int = 37):
+    # rows: bidirectional (MLM), a GLM prefix of 9, causal (CLM), one token, empty; 5 heads
+    lengths = torch.tensor([length, length * 5 // 9, length * 4 // 5, 1, 0], dtype=torch.int32)
+    divisions = torch.tensor([length + 5, 9, 0, 1, 0], dtype=torch.int32)
+    qkv = torch.randn(5, length, 5, 3, head_dim).to(torch.bfloat16)  # q, k, v as strided views, as in the model
     return [qkv[..., i, :] for i in range(3)], lengths, divisions
 
 
-@pytest.mark.parametrize("head_dim", [6, 16, 24, 40, 80])
-def test_kernel_matches_float64_reference(kernel, head_dim):
-    (q, k, v), lengths, divisions = _inputs(head_dim)
+@pytest.mark.parametrize("head_dim, length", [(6, 37), (16, 37), (24, 37), (40, 37), (80, 37), (16, 150), (24, 150)])
+def test_kernel_matches_float64_reference(kernel, head_dim, length):
+    (q, k, v), lengths, divisions = _inputs(head_dim, length)
     leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
     out = sa.span_attention(*leaves, lengths, divisions)
     ref_leaves = [t.detach().double().requires_grad_() for t in (q, k, v)]
@@ -51,8 +51,9 @@ def test_kernel_matches_float64_reference(kernel, head_dim):
     for mine, exact in zip(leaves, ref_leaves):
         assert mine.grad.dtype == torch.bfloat16
         assert (mine.grad.double() - exact.grad).abs().max() <= 0.02 * exact.grad.abs().max()
-    assert not out[4].any() and not out[3, 1:].any() and not out[1, 20:].any()  # padding rows give zeros
-    assert not leaves[1].grad[1, 20:].any()  # padding keys get no gradient
+    n = int(lengths[1])
+    assert not out[4].any() and not out[3, 1:].any() and not out[1, n:].any()  # padding rows give zeros
+    assert not leaves[1].grad[1, n:].any()  # padding keys get no gradient
 
 
 def test_registered_operator_passes_opcheck(kernel):

@@ -5,7 +5,9 @@
 // than flash fp32 there, docs/training.md): the products of attention are tiny-K or tiny-N GEMMs, which generic
 // GEMM code runs far below peak. Here every product is written around `vdpbf16ps` with one operand broadcast from
 // memory (span_attention_simd.h), so that a 16-wide head is one register, and the softmax runs on fp32 scores.
-// One job is one (row, head); a job's scores, probabilities and their gradients live in blocks of RB query rows.
+// One job is one (batch row, head). The forward pass keeps the scores of FB query rows row by row (the softmax
+// reduces along each row); the backward pass puts RB query rows in the lanes of each vector and walks the keys (the
+// faster of the two arrangements for each pass, measured at head widths 16-32).
 //
 // Tensors (bf16 stored as uint16_t, d contiguous):
 //   q, k, v: [B, L, H, D] with strides (sb, si, sh) in elements; out, dout, dq, dk, dv: [B, L, H, D] contiguous;
@@ -22,7 +24,9 @@ using namespace xt;
 
 namespace {
 
-constexpr int RB = 32;  // query rows per block
+constexpr int FB = 32;  // query rows per block of the forward pass (one row of scores after the other)
+constexpr int RB = 16;  // query rows per block of the backward pass: the 16 lanes of a vector
+constexpr int NK = 16;  // keys per step of the score products: 16 accumulators cover the dot product's latency
 
 struct Problem {
   int B, L, H, D;
@@ -56,6 +60,21 @@ class Scratch {
  private:
   char* mem_ = nullptr;
   size_t size_ = 0;
+};
+
+// A block of RB query rows from i0 as the lanes of every vector: each row's key limit, the block's widest one
+// rounded up to NK (the keys its products run over; padded keys are zero rows, masked out)
+struct Block {
+  int i0, rows;
+  __m512i lim;
+  int keys;
+  Block(int i0_, int n, int div) : i0(i0_), rows(std::min(RB, n - i0_)) {
+    alignas(64) int32_t l[RB];
+    for (int r = 0; r < RB; ++r) l[r] = row_limit(i0 + r, n, div);
+    lim = _mm512_load_si512(l);
+    keys = round_up(l[rows - 1], NK);
+  }
+  __mmask16 sees(int j) const { return _mm512_cmpgt_epi32_mask(lim, _mm512_set1_epi32(j)); }
 };
 
 // S[r][j] = Q[r] . K[j] for MR rows over `tiles` 16-key tiles (fp32 rows of stride nk), and each row's running
@@ -92,13 +111,14 @@ void forward_block(const Problem& pr, int n, int div, int i0, int rows, const bf
                    const bf16* Vp, int nk, float* S, bf16* P, float* O, bf16* out, float* lrow) {
   const int D = pr.D, Dp = pr.Dp();
   const int tiles = (row_limit(std::min(i0 + rows, n) - 1, n, div) + 15) / 16;  // the block's widest row
-  int lim[RB];
-  __m512 mx[RB];
+  int lim[FB];
+  __m512 mx[FB];
   for (int r = 0; r < rows; ++r) { lim[r] = row_limit(i0 + r, n, div); mx[r] = _mm512_set1_ps(-INFINITY); }
   int r = 0;
-  for (; r + 4 <= rows; r += 4) score_block<4>(Q + (size_t)(i0 + r) * D, D, Kp, nk, S + (size_t)r * nk, tiles, lim + r, mx + r);
+  for (; r + 4 <= rows; r += 4)
+    score_block<4>(Q + (size_t)(i0 + r) * D, D, Kp, nk, S + (size_t)r * nk, tiles, lim + r, mx + r);
   if (r < rows) score_block<2>(Q + (size_t)(i0 + r) * D, D, Kp, nk, S + (size_t)r * nk, tiles, lim + r, mx + r);
-  alignas(64) float m2[RB], total[RB];
+  alignas(64) float m2[FB], total[FB];
   const __m512 sc2 = _mm512_set1_ps(pr.scale * LOG2E);  // exp(x) = 2^(x log2 e)
   for (r = 0; r < rows; ++r) {
     const float* s = S + (size_t)r * nk;
@@ -121,7 +141,7 @@ void forward_block(const Problem& pr, int n, int div, int i0, int rows, const bf
     _mm512_mask_storeu_ps(lrow + i0 + r, m & first(n - i0 - r), lse);
     _mm512_mask_storeu_ps(total + r, m, _mm512_div_ps(_mm512_set1_ps(1.0f), tot));
   }
-  mix_rows(P, nk, Vp, Dp, tiles * 8, O, Dp, rows);
+  mix_rows<false>(P, nk, Vp, Dp, tiles * 8, O, Dp, rows);
   const size_t so = (size_t)pr.H * D;
   for (r = 0; r < rows && i0 + r < n; ++r) {
     const __m512 iv = _mm512_set1_ps(total[r]);
@@ -134,98 +154,88 @@ void forward_block(const Problem& pr, int n, int div, int i0, int rows, const bf
 void forward_one(const Problem& pr, const bf16* q, const bf16* k, const bf16* v, const int64_t* qs,
                  const int64_t* ks, const int64_t* vs, bf16* out, float* lse, int b, int h, Scratch& scratch) {
   const int L = pr.L, D = pr.D, Dp = pr.Dp(), n = pr.length(b), div = pr.divisions[b];
-  const int nk = round_up(std::max(n, 1), 16), nr = round_up(std::max(n, 1), RB);
+  const int nk = round_up(std::max(n, 1), 16), nr = round_up(std::max(n, 1), FB);
   bf16* orow = out + pr.at(b, 0, h);
   float* lrow = lse + ((size_t)b * pr.H + h) * L;
   for (int i = n; i < L; ++i) { memset(orow + pr.at(0, i, 0), 0, D * 2); lrow[i] = 0.0f; }
   if (n == 0) return;
   const size_t bytes[] = {(size_t)nr * D * 2, (size_t)D / 2 * nk * 4, (size_t)nk * Dp * 2,  // Q, Kp, Vp
-                          (size_t)RB * nk * 4, (size_t)RB * nk * 2, (size_t)RB * Dp * 4};  // S, P, O
+                          (size_t)FB * nk * 4, (size_t)FB * nk * 2, (size_t)FB * Dp * 4};  // S, P, O
   char* parts[6];
   scratch.carve(bytes, parts);
   bf16 *Q = (bf16*)parts[0], *Kp = (bf16*)parts[1], *Vp = (bf16*)parts[2], *P = (bf16*)parts[4];
   pack_rows(slice(q, qs, b, h), n, nr, D, Q);
   pack_dpairs(slice(k, ks, b, h), n, nk, D, Kp);
   pack_rpairs(slice(v, vs, b, h), n, nk, D, Dp, Vp);  // pairs of keys
-  for (int i0 = 0; i0 < n; i0 += RB)
-    forward_block(pr, n, div, i0, std::min(RB, round_up(n - i0, 2)), Q, Kp, Vp, nk, (float*)parts[3], P,
+  for (int i0 = 0; i0 < n; i0 += FB)
+    forward_block(pr, n, div, i0, std::min(FB, round_up(n - i0, 2)), Q, Kp, Vp, nk, (float*)parts[3], P,
                   (float*)parts[5], orow, lrow);
 }
 
-// Rows i, i + 1 of the backward pass over NT key tiles from j0: P = exp(S scale - lse) (zero past each row's
-// limit) and dS = P (dP - Delta) scale, stored as r-pairs (Pp, dSp: for dV and dK) and rows (dSn: for dQ).
-struct RowPair {
-  int lim[2];
-  __m512 lse2[2], delta[2];  // lse in log2 units
+struct Packed {  // one job's operands in the layouts the backward products read, and its accumulators
+  bf16 *Qp, *dOp, *K, *V, *Kvn, *Qt, *dOt;  // d-pairs over rows, rows, r-pairs over keys / rows
+  bf16 *Pr, *dSr, *dSt;                     // a block's P^T and dS^T by key ([keys][RB]), dS^T in key pairs
+  float *dKr, *dVr, *dQt, *Delta, *lse2;    // dK, dV rows [nk][Dp]; dQ^T [Dp][RB]; per row
 };
 
-template <int NT>
-inline void grad_tiles(const bf16* Qi, const bf16* dOi, int D, const bf16* Kp, const bf16* VKp, int nk, int j0,
-                       const RowPair& rp, __m512 sc, __m512 sc2, bf16* Pp, bf16* dSp, bf16* dSn) {
-  __m512 p[2][NT], dp[2][NT];
-  pair_dot<2, NT>(Qi, D, Kp, nk, j0, D / 2, p);
-#pragma GCC unroll 2
-  for (int a = 0; a < 2; ++a)
-#pragma GCC unroll 4
-    for (int t = 0; t < NT; ++t)
-      p[a][t] = _mm512_maskz_mov_ps(first(rp.lim[a] - j0 - 16 * t),
-                                    exp2_512(_mm512_fmsub_ps(p[a][t], sc2, rp.lse2[a])));
-  pair_dot<2, NT>(dOi, D, VKp, nk, j0, D / 2, dp);
-#pragma GCC unroll 4
-  for (int t = 0; t < NT; ++t) {
-    __m512 ds[2];
-#pragma GCC unroll 2
-    for (int a = 0; a < 2; ++a) {
-      ds[a] = _mm512_mul_ps(_mm512_mul_ps(p[a][t], _mm512_sub_ps(dp[a][t], rp.delta[a])), sc);
-      store_row(dSn + (size_t)a * nk + j0 + 16 * t, ds[a], 0xffff);
+// s[k] = sum_p Qp[p] . K[k, 2p:2p+2] and dp[k] = sum_p dOp[p] . V[k, 2p:2p+2] for MK keys (rows of K and V), the
+// vectors Qp[p], dOp[p] at row stride 2 * nr: the two score products of the backward pass in one loop
+template <int MK>
+inline void pair_dot2(const bf16* K, const bf16* V, int D, const bf16* Qp, const bf16* dOp, int nr, __m512* s,
+                      __m512* dp) {
+#pragma GCC unroll 16
+  for (int k = 0; k < MK; ++k) s[k] = dp[k] = _mm512_setzero_ps();
+  for (int p = 0; p < D / 2; ++p) {
+    const __m512bh q = load_bh(Qp + (size_t)p * nr * 2), o = load_bh(dOp + (size_t)p * nr * 2);
+#pragma GCC unroll 16
+    for (int k = 0; k < MK; ++k) {
+      s[k] = _mm512_dpbf16_ps(s[k], q, pair(K + (size_t)k * D + 2 * p));
+      dp[k] = _mm512_dpbf16_ps(dp[k], o, pair(V + (size_t)k * D + 2 * p));
     }
-    _mm512_storeu_si512(Pp + (size_t)(j0 + 16 * t) * 2, interleave(p[0][t], p[1][t]));
-    _mm512_storeu_si512(dSp + (size_t)(j0 + 16 * t) * 2, interleave(ds[0], ds[1]));
   }
 }
 
-struct Packed {  // one job's operands in the layouts the backward products read
-  bf16 *Q, *dO, *Kp, *VKp, *Kvn, *Qt, *dOt, *Pp, *dSp, *dSn;
-  float *dKT, *dVT, *Delta, *dQb, *lse2;
-};
-
-// One block of `rows` query rows from i0: dQ rows, and the block's share of dK^T and dV^T
-void backward_block(const Problem& pr, int n, int div, int i0, int rows, int nk, const Packed& w, bf16* dq) {
+// Backward of one block: P^T and dS^T by key, then dQ rows, and the block's share of dK and dV
+void backward_block(const Problem& pr, const Block& bk, int nr, const Packed& w, bf16* dq) {
   const int D = pr.D, Dp = pr.Dp();
-  const int tiles = (row_limit(std::min(i0 + rows, n) - 1, n, div) + 15) / 16;
   const __m512 sc = _mm512_set1_ps(pr.scale), sc2 = _mm512_set1_ps(pr.scale * LOG2E);
-  for (int r = 0; r < rows; r += 2) {
-    const int i = i0 + r;
-    const RowPair rp{{row_limit(i, n, div), row_limit(i + 1, n, div)},
-                     {_mm512_set1_ps(w.lse2[i]), _mm512_set1_ps(w.lse2[i + 1])},
-                     {_mm512_set1_ps(w.Delta[i]), _mm512_set1_ps(w.Delta[i + 1])}};
-    const bf16 *qi = w.Q + (size_t)i * D, *doi = w.dO + (size_t)i * D;
-    bf16 *pp = w.Pp + (size_t)r * nk, *dsp = w.dSp + (size_t)r * nk, *dsn = w.dSn + (size_t)r * nk;
-    int t = 0;
-    for (; t + 4 <= tiles; t += 4) grad_tiles<4>(qi, doi, D, w.Kp, w.VKp, nk, 16 * t, rp, sc, sc2, pp, dsp, dsn);
-    for (; t < tiles; ++t) grad_tiles<1>(qi, doi, D, w.Kp, w.VKp, nk, 16 * t, rp, sc, sc2, pp, dsp, dsn);
+  const __m512 lse2 = _mm512_loadu_ps(w.lse2 + bk.i0), delta = _mm512_loadu_ps(w.Delta + bk.i0);
+  for (int j = 0; j < bk.keys; j += NK / 2) {
+    __m512 s[NK / 2], dp[NK / 2];  // S^T and dP^T of NK / 2 keys, from one loop (NK accumulators)
+    pair_dot2<NK / 2>(w.K + (size_t)j * D, w.V + (size_t)j * D, D, w.Qp + (size_t)bk.i0 * 2,
+                      w.dOp + (size_t)bk.i0 * 2, nr, s, dp);
+#pragma GCC unroll 8
+    for (int k = 0; k < NK / 2; k += 2) {
+      __m512 ds[2];
+#pragma GCC unroll 2
+      for (int a = 0; a < 2; ++a) {
+        const __m512 p = _mm512_maskz_mov_ps(bk.sees(j + k + a), exp2_512(_mm512_fmsub_ps(s[k + a], sc2, lse2)));
+        ds[a] = _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(dp[k + a], delta)), sc);
+        store_row(w.Pr + (size_t)(j + k + a) * RB, p, 0xffff);
+        store_row(w.dSr + (size_t)(j + k + a) * RB, ds[a], 0xffff);
+      }
+      _mm512_storeu_si512(w.dSt + (size_t)(j + k) * RB, interleave(ds[0], ds[1]));
+    }
   }
-  mix_rows(w.dSn, nk, w.Kvn, Dp, tiles * 8, w.dQb, Dp, rows);  // dQ = dS K
-  const size_t so = (size_t)pr.H * D;
-  for (int r = 0; r < rows && i0 + r < n; ++r)
-    for (int d = 0; d < D; d += 16)
-      store_row(dq + (size_t)(i0 + r) * so + d, _mm512_loadu_ps(w.dQb + (size_t)r * Dp + d), first(D - d));
-  acc_keys(w.dOt + (size_t)i0 * Dp, Dp, D, w.Pp, nk, rows / 2, w.dVT, nk, tiles);  // dV^T += (P^T dO)^T
-  acc_keys(w.Qt + (size_t)i0 * Dp, Dp, D, w.dSp, nk, rows / 2, w.dKT, nk, tiles);  // dK^T += (dS^T Q)^T
+  memset(w.dQt, 0, (size_t)Dp * RB * 4);
+  acc_keys(w.Kvn, Dp, D, w.dSt, RB, bk.keys / 2, w.dQt, RB, 1);  // dQ^T = K^T dS^T
+  unpack_transposed(w.dQt, RB, bk.rows, D, dq + (size_t)bk.i0 * pr.H * D, (size_t)pr.H * D);
+  mix_rows<true>(w.Pr, RB, w.dOt + (size_t)bk.i0 * Dp, Dp, RB / 2, w.dVr, Dp, bk.keys);  // dV += P^T dO
+  mix_rows<true>(w.dSr, RB, w.Qt + (size_t)bk.i0 * Dp, Dp, RB / 2, w.dKr, Dp, bk.keys);  // dK += dS^T Q
 }
 
 void backward_one(const Problem& pr, const bf16* q, const bf16* k, const bf16* v, const int64_t* qs,
                   const int64_t* ks, const int64_t* vs, const bf16* out, const bf16* dout, const float* lse,
                   bf16* dq, bf16* dk, bf16* dv, int b, int h, Scratch& scratch) {
   const int L = pr.L, D = pr.D, Dp = pr.Dp(), n = pr.length(b), div = pr.divisions[b];
-  const int nk = round_up(std::max(n, 1), 16), nr = round_up(std::max(n, 1), RB);
+  const int nk = round_up(std::max(n, 1), 16), nr = nk;
   for (bf16* g : {dq, dk, dv})
     for (int i = n; i < L; ++i) memset(g + pr.at(b, i, h), 0, D * 2);
   if (n == 0) return;
-  const size_t rows = (size_t)nr * D * 2, dpairs = (size_t)D / 2 * nk * 4, block = (size_t)RB * nk * 2;
-  const size_t bytes[] = {rows, rows, dpairs, dpairs, (size_t)nk * Dp * 2, (size_t)nr * Dp * 2, (size_t)nr * Dp * 2,
-                          block, block, block, (size_t)Dp * nk * 4, (size_t)Dp * nk * 4, (size_t)nr * 4,
-                          (size_t)RB * Dp * 4, (size_t)nr * 4};
+  const size_t rows = (size_t)nr * D * 2, pairs = (size_t)nk * Dp * 2, block = (size_t)nk * RB * 2;
+  const size_t bytes[] = {rows, rows, rows, rows, pairs, pairs, pairs, block, block, block,
+                          (size_t)nk * Dp * 4, (size_t)nk * Dp * 4, (size_t)Dp * RB * 4, (size_t)nr * 4,
+                          (size_t)nr * 4};
   char* p[15];
   scratch.carve(bytes, p);
   const Packed w{(bf16*)p[0], (bf16*)p[1], (bf16*)p[2], (bf16*)p[3], (bf16*)p[4], (bf16*)p[5], (bf16*)p[6],
@@ -233,15 +243,15 @@ void backward_one(const Problem& pr, const bf16* q, const bf16* k, const bf16* v
                  (float*)p[13], (float*)p[14]};
   const int64_t cs[3] = {(int64_t)L * pr.H * D, (int64_t)pr.H * D, (int64_t)D};  // contiguous [B, L, H, D]
   const Rows qr = slice(q, qs, b, h), kr = slice(k, ks, b, h), outr = slice(out, cs, b, h), dor = slice(dout, cs, b, h);
-  pack_rows(qr, n, nr, D, w.Q);
-  pack_rows(dor, n, nr, D, w.dO);
-  pack_dpairs(kr, n, nk, D, w.Kp);
-  pack_dpairs(slice(v, vs, b, h), n, nk, D, w.VKp);
+  pack_dpairs(qr, n, nr, D, w.Qp);
+  pack_dpairs(dor, n, nr, D, w.dOp);
+  pack_rows(kr, n, nk, D, w.K);
+  pack_rows(slice(v, vs, b, h), n, nk, D, w.V);
   pack_rpairs(kr, n, nk, D, Dp, w.Kvn);
   pack_rpairs(qr, n, nr, D, Dp, w.Qt);
   pack_rpairs(dor, n, nr, D, Dp, w.dOt);
-  memset(w.dKT, 0, bytes[10]);
-  memset(w.dVT, 0, bytes[11]);
+  memset(w.dKr, 0, bytes[10]);
+  memset(w.dVr, 0, bytes[11]);
   const float* lrow = lse + ((size_t)b * pr.H + h) * L;
   for (int i = 0; i < nr; ++i) {  // Delta = rowsum(dO * O); lse in log2 units
     __m512 s = _mm512_setzero_ps();
@@ -250,10 +260,12 @@ void backward_one(const Problem& pr, const bf16* q, const bf16* k, const bf16* v
     w.Delta[i] = _mm512_reduce_add_ps(s);
     w.lse2[i] = i < n ? lrow[i] * LOG2E : 0.0f;
   }
-  for (int i0 = 0; i0 < n; i0 += RB)
-    backward_block(pr, n, div, i0, std::min(RB, round_up(n - i0, 2)), nk, w, dq + pr.at(b, 0, h));
-  unpack_transposed(w.dKT, nk, n, D, dk + pr.at(b, 0, h), (size_t)pr.H * D);
-  unpack_transposed(w.dVT, nk, n, D, dv + pr.at(b, 0, h), (size_t)pr.H * D);
+  for (int i0 = 0; i0 < n; i0 += RB) backward_block(pr, Block(i0, n, div), nr, w, dq + pr.at(b, 0, h));
+  for (int j = 0; j < n; ++j)
+    for (int d = 0; d < D; d += 16) {
+      store_row(dk + pr.at(b, j, h) + d, _mm512_loadu_ps(w.dKr + (size_t)j * Dp + d), first(D - d));
+      store_row(dv + pr.at(b, j, h) + d, _mm512_loadu_ps(w.dVr + (size_t)j * Dp + d), first(D - d));
+    }
 }
 
 }  // namespace

@@ -105,34 +105,39 @@ inline void pair_dot(const bf16* A, int lda, const bf16* Bp, int ldb, int j0, in
   }
 }
 
-// out[r][16t + l] = sum_jp P[r, 2jp:2jp+2] . Vp[jp][16t + l][0:2] (r-pairs over keys), fp32 out of row stride ldo
-template <int MR, int T>
+// out[r][16t + l] (+)= sum_jp P[r, 2jp:2jp+2] . Vp[jp][16t + l][0:2] (an r-pairs operand), fp32 out of row
+// stride ldo, added to it with ACC
+template <int MR, int T, bool ACC>
 inline void pair_mix(const bf16* P, int ldp, const bf16* Vp, int Dp, int kpairs, float* out, int ldo) {
   __m512 acc[MR][T];
   pair_dot<MR, T>(P, ldp, Vp, Dp, 0, kpairs, acc);
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) _mm512_storeu_ps(out + (size_t)r * ldo + 16 * t, acc[r][t]);
+    for (int t = 0; t < T; ++t) {
+      float* o = out + (size_t)r * ldo + 16 * t;
+      _mm512_storeu_ps(o, ACC ? _mm512_add_ps(_mm512_loadu_ps(o), acc[r][t]) : acc[r][t]);
+    }
 }
 
 // pair_mix over `rows` rows (a multiple of 2) and every Dp / 16 tile, register-blocked by the tile count
+template <bool ACC>
 inline void mix_rows(const bf16* P, int ldp, const bf16* Vp, int Dp, int kpairs, float* out, int ldo, int rows) {
   const int T = Dp / 16;
   for (int r = 0; r < rows;) {
     const bf16* pr = P + (size_t)r * ldp;
     float* o = out + (size_t)r * ldo;
-    if (T == 1 && rows - r >= 16) { pair_mix<16, 1>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 16; }
-    else if (T == 1 && rows - r >= 8) { pair_mix<8, 1>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 8; }
-    else if (T == 2 && rows - r >= 8) { pair_mix<8, 2>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 8; }
+    if (T == 1 && rows - r >= 16) { pair_mix<16, 1, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 16; }
+    else if (T == 1 && rows - r >= 8) { pair_mix<8, 1, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 8; }
+    else if (T == 2 && rows - r >= 8) { pair_mix<8, 2, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo); r += 8; }
     else if (T <= 4 && rows - r >= 4) {
-      if (T == 1) pair_mix<4, 1>(pr, ldp, Vp, Dp, kpairs, o, ldo);
-      else if (T == 2) pair_mix<4, 2>(pr, ldp, Vp, Dp, kpairs, o, ldo);
-      else if (T == 3) pair_mix<4, 3>(pr, ldp, Vp, Dp, kpairs, o, ldo);
-      else pair_mix<4, 4>(pr, ldp, Vp, Dp, kpairs, o, ldo);
+      if (T == 1) pair_mix<4, 1, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo);
+      else if (T == 2) pair_mix<4, 2, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo);
+      else if (T == 3) pair_mix<4, 3, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo);
+      else pair_mix<4, 4, ACC>(pr, ldp, Vp, Dp, kpairs, o, ldo);
       r += 4;
     } else {  // two rows, tile by tile: wide heads and block tails
-      for (int t = 0; t < T; ++t) pair_mix<2, 1>(pr, ldp, Vp + 32 * t, Dp, kpairs, o + 16 * t, ldo);
+      for (int t = 0; t < T; ++t) pair_mix<2, 1, ACC>(pr, ldp, Vp + 32 * t, Dp, kpairs, o + 16 * t, ldo);
       r += 2;
     }
   }
@@ -143,25 +148,28 @@ inline void mix_rows(const bf16* P, int ldp, const bf16* Vp, int Dp, int kpairs,
 template <int ND>
 inline void pair_acc(const bf16* X, int Dp, const bf16* Pp, int ldp, int rpairs, float* accT, int lda, int j0) {
   __m512 acc[ND];
-#pragma GCC unroll 16
+#pragma GCC unroll 24
   for (int d = 0; d < ND; ++d) acc[d] = _mm512_loadu_ps(accT + (size_t)d * lda + j0);
   for (int ip = 0; ip < rpairs; ++ip) {
     __m512bh p = load_bh(Pp + ((size_t)ip * ldp + j0) * 2);
-#pragma GCC unroll 16
+#pragma GCC unroll 24
     for (int d = 0; d < ND; ++d) acc[d] = _mm512_dpbf16_ps(acc[d], pair(X + ((size_t)ip * Dp + d) * 2), p);
   }
-#pragma GCC unroll 16
+#pragma GCC unroll 24
   for (int d = 0; d < ND; ++d) _mm512_storeu_ps(accT + (size_t)d * lda + j0, acc[d]);
 }
 
+// pair_acc over every d (chunks of 16; a last 24 at once, where 8 accumulators alone would wait on the latency)
+// and ktiles tiles of 16 keys
 inline void acc_keys(const bf16* X, int Dp, int D, const bf16* Pp, int ldp, int rpairs, float* accT, int lda,
                      int ktiles) {
   for (int j = 0; j < ktiles; ++j)
-    for (int d0 = 0; d0 < D; d0 += 16) {
+    for (int d0 = 0, nd; d0 < D; d0 += nd) {
+      nd = D - d0 == 24 ? 24 : std::min(16, D - d0);
       const bf16* x = X + 2 * d0;
       float* a = accT + (size_t)d0 * lda;
-      const int nd = std::min(16, D - d0);
-      if (nd == 16) pair_acc<16>(x, Dp, Pp, ldp, rpairs, a, lda, 16 * j);
+      if (nd == 24) pair_acc<24>(x, Dp, Pp, ldp, rpairs, a, lda, 16 * j);
+      else if (nd == 16) pair_acc<16>(x, Dp, Pp, ldp, rpairs, a, lda, 16 * j);
       else if (nd == 8) pair_acc<8>(x, Dp, Pp, ldp, rpairs, a, lda, 16 * j);
       else
         for (int d = 0; d < nd; d += 2) pair_acc<2>(x + 2 * d, Dp, Pp, ldp, rpairs, a + (size_t)d * lda, lda, 16 * j);
@@ -178,28 +186,52 @@ inline Rows slice(const bf16* x, const int64_t* st, int b, int h) { return Rows{
 
 constexpr int AHEAD = 8;  // rows prefetched ahead when packing: the rows of one head lie a token's width apart
 
-// rows layout [rows][D], zero past n
+// rows layout [rows][D], zero past n (unmasked stores where D allows: masked ones are slow on some CPUs)
 inline void pack_rows(Rows x, int n, int rows, int D, bf16* out) {
   for (int i = 0; i < rows; ++i) {
     if (i + AHEAD < n) __builtin_prefetch(x.row(i + AHEAD));
-    for (int d = 0; d < D; d += 32) {
-      const __mmask32 m = first32(D - d);
-      _mm512_mask_storeu_epi16(out + (size_t)i * D + d, m, i < n ? _mm512_maskz_loadu_epi16(m, x.row(i) + d)
-                                                                   : _mm512_setzero_si512());
-    }
+    bf16* o = out + (size_t)i * D;
+    int d = 0;
+    for (; d + 16 <= D; d += 16)
+      _mm256_storeu_si256((__m256i*)(o + d), i < n ? _mm256_loadu_si256((const __m256i*)(x.row(i) + d))
+                                                     : _mm256_setzero_si256());
+    if (d < D)
+      _mm256_mask_storeu_epi16(o + d, first(D - d), i < n ? _mm256_maskz_loadu_epi16(first(D - d), x.row(i) + d)
+                                                          : _mm256_setzero_si256());
   }
 }
 
-// d-pairs layout [D/2][keys][2] (zero past n), 16 keys a gather
+// d-pairs layout [D/2][keys][2] (zero past n): 16 rows x 8 pairs at a time, transposed in registers (an 8 x 8
+// transpose of 32-bit pairs in each 256-bit half)
 inline void pack_dpairs(Rows x, int n, int keys, int D, bf16* out) {
-  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                        _mm512_set1_epi32((int)(x.si * 2)));
+  const int P = D / 2;
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13), hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
   for (int j = 0; j < keys; j += 16) {
-    const __mmask16 m = first(n - j);
-    for (int p = 0; p < D / 2; ++p) {
-      __m512i w = m ? _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, at, x.row(j) + 2 * p, 1)
-                    : _mm512_setzero_si512();
-      _mm512_storeu_si512(out + ((size_t)p * keys + j) * 2, w);
+    if (j + 16 + AHEAD < n) __builtin_prefetch(x.row(j + 16 + AHEAD));
+    for (int p0 = 0; p0 < P; p0 += 8) {
+      const int np = std::min(8, P - p0);
+      const __mmask8 m = (__mmask8)((1u << np) - 1u);
+      __m512i z[8], t[8], u[8];
+      for (int k = 0; k < 8; ++k) {  // z[k]: row j + k in the low half, row j + k + 8 in the high half
+        __m256i a = j + k < n ? _mm256_maskz_loadu_epi32(m, x.row(j + k) + 2 * p0) : _mm256_setzero_si256();
+        __m256i b = j + k + 8 < n ? _mm256_maskz_loadu_epi32(m, x.row(j + k + 8) + 2 * p0) : _mm256_setzero_si256();
+        z[k] = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+      }
+      for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm512_unpacklo_epi32(z[k], z[k + 1]);
+        t[k + 1] = _mm512_unpackhi_epi32(z[k], z[k + 1]);
+      }
+      for (int h = 0; h < 8; h += 4) {  // u[h + c]: rows h..h+3 (and + 8), pairs c and c + 4 in 128-bit lanes
+        u[h] = _mm512_unpacklo_epi64(t[h], t[h + 2]);
+        u[h + 1] = _mm512_unpackhi_epi64(t[h], t[h + 2]);
+        u[h + 2] = _mm512_unpacklo_epi64(t[h + 1], t[h + 3]);
+        u[h + 3] = _mm512_unpackhi_epi64(t[h + 1], t[h + 3]);
+      }
+      for (int c = 0; c < 4; ++c) {
+        bf16* o = out + ((size_t)(p0 + c) * keys + j) * 2;
+        if (c < np) _mm512_storeu_si512(o, _mm512_permutex2var_epi64(u[c], lo, u[4 + c]));
+        if (c + 4 < np) _mm512_storeu_si512(o + (size_t)8 * keys, _mm512_permutex2var_epi64(u[c], hi, u[4 + c]));
+      }
     }
   }
 }
