@@ -14,7 +14,7 @@ from xtrimo.model.layout import ModelInput, attention_mask
 @pytest.fixture
 def kernel() -> None:
     if sa.library() is None:
-        pytest.skip(f"the span-attention kernel is not available here ({sa._failed})")
+        pytest.skip(f"the span-attention kernel is not available here ({sa.unavailable_reason()})")
 
 
 def _reference(q, k, v, lengths, divisions):
@@ -119,7 +119,7 @@ def test_failed_build_falls_back_to_sdpa(tiny_config, monkeypatch, tmp_path):
     cxx.chmod(0o755)
     monkeypatch.setenv("XTRIMO_KERNEL_DIR", str(tmp_path / "kernels"))
     monkeypatch.setenv("CXX", str(cxx))
-    assert sa.library() is None and "error: broken" in sa._failed
+    assert sa.library() is None and "error: broken" in sa.unavailable_reason()
     assert list((tmp_path / "kernels").iterdir()) == []  # nothing half-built left behind
     model = XTrimoPGLM(tiny_config)
     with torch.autocast("cpu", dtype=torch.bfloat16):

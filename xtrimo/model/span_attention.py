@@ -46,7 +46,8 @@ def _build() -> ctypes.CDLL:
     if shutil.which(cxx) is None:
         raise RuntimeError(f"no C++ compiler {cxx!r}")
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\n".join([SOURCE.read_text(), HEADER.read_text(), version, *FLAGS]).encode()).hexdigest()[:16]
+    text = "\n".join([SOURCE.read_text(), HEADER.read_text(), version, *FLAGS])
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
     target = kernel_dir() / f"span_attention-{key}.so"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,12 @@ def library() -> ctypes.CDLL | None:
                     _failed = str(err)
                     log.warning("bf16 span attention unavailable, using scaled_dot_product_attention: %s", err)
     return _library
+
+
+def unavailable_reason() -> str | None:
+    """Why :func:`library` gave None (no AVX512_BF16, no compiler, a failed build), or None where it loaded."""
+    library()
+    return _failed
 
 
 def usable(head_dim: int) -> bool:
