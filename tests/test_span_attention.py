@@ -56,6 +56,17 @@ def test_kernel_matches_float64_reference(kernel, head_dim, length):
     assert not leaves[1].grad[1, n:].any()  # padding keys get no gradient
 
 
+def test_bad_shapes_are_one_line_errors(kernel):
+    (q, k, v), lengths, divisions = _inputs(16)
+    with pytest.raises(ValueError, match="must be one"):
+        sa.span_attention(q, k[:, :5], v, lengths, divisions)
+    with pytest.raises(ValueError, match="head width 7"):
+        sa.span_attention(*(t[..., :7] for t in (q, k, v)), lengths, divisions)
+    # int64 lengths and divisions are taken as they come
+    out = sa.span_attention(q, k, v, lengths.long(), divisions.long())
+    assert torch.equal(out, sa.span_attention(q, k, v, lengths, divisions))
+
+
 def test_registered_operator_passes_opcheck(kernel):
     (q, k, v), lengths, divisions = _inputs(16)
     q, k, v = (t.contiguous().requires_grad_() for t in (q, k, v))

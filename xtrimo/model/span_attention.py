@@ -178,5 +178,16 @@ def span_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: t
 
     Returns:
         ``[B, L, nh, hd]`` bf16, zeros on the padding rows.
+
+    Raises:
+        ValueError: shapes the kernel does not take (one line naming them).
     """
+    if not (q.dim() == 4 and q.shape == k.shape == v.shape and lengths.shape == divisions.shape == q.shape[:1]):
+        raise ValueError(f"span_attention: q, k, v {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)} must be one "
+                         f"[B, L, nh, hd] shape and lengths, divisions {tuple(lengths.shape)}, "
+                         f"{tuple(divisions.shape)} [B]")
+    if q.shape[-1] % 2 or q.shape[-1] > MAX_HEAD_DIM or q.device.type != "cpu":
+        raise ValueError(f"span_attention: head width {q.shape[-1]} on {q.device.type}; the kernel takes even widths "
+                         f"up to {MAX_HEAD_DIM} on the CPU")
+    lengths, divisions = (t.to(torch.int32).contiguous() for t in (lengths, divisions))  # the kernel reads int32
     return _forward(q, k, v, lengths, divisions, q.shape[-1] ** -0.5)[0]
