@@ -1,5 +1,5 @@
-// Building blocks of span_attention.cpp: bf16 conversions, exp2 / log2, the packed layouts and the three product
-// shapes of attention, each written around `vdpbf16ps` (AVX512_BF16) with one operand broadcast from memory.
+// Building blocks of span_attention.cpp: bf16 conversions, exp2 / log2, the packed layouts and the product shapes
+// of attention, each written around `vdpbf16ps` (AVX512_BF16) with one operand broadcast from memory.
 //
 // Packed layouts (bf16 stored as uint16_t):
 //   rows     [rows][D]            natural rows; a broadcast reads the pair (x[i][2p], x[i][2p+1])
@@ -84,8 +84,8 @@ inline __m512 log2_512(__m512 x) {
 }
 
 // acc[r][t] = sum_p A[r, 2p:2p+2] . Bp[p][j0 + 16t + l][0:2]: MR rows of A (row stride lda) against NT 16-wide
-// tiles of a d-pairs (or r-pairs) operand with row stride ldb. S = Q K^T, dP = dO V^T, and (roles exchanged)
-// P V and dS K.
+// tiles of a d-pairs (or r-pairs) operand with row stride ldb. The forward's S = Q K^T, and through pair_mix its
+// P V and the backward's dV = P^T dO and dK = dS^T Q (rows: keys).
 template <int MR, int NT>
 inline void pair_dot(const bf16* A, int lda, const bf16* Bp, int ldb, int j0, int pairs, __m512 acc[MR][NT]) {
 #pragma GCC unroll 16
@@ -143,8 +143,8 @@ inline void mix_rows(const bf16* P, int ldp, const bf16* Vp, int Dp, int kpairs,
   }
 }
 
-// accT[d][j0 + l] += sum over row pairs ip: X[ip][d][0:2] . Pp[ip][j0 + l][0:2] for ND values of d: the key-side
-// gradients dV^T = (P^T dO)^T and dK^T = (dS^T Q)^T, both operands in r-pairs
+// accT[d][j0 + l] += sum over pairs ip: X[ip][d][0:2] . Pp[ip][j0 + l][0:2] for ND values of d, X in r-pairs: the
+// backward's dQ^T = K^T dS^T (ip: pairs of keys, lanes l: query rows)
 template <int ND>
 inline void pair_acc(const bf16* X, int Dp, const bf16* Pp, int ldp, int rpairs, float* accT, int lda, int j0) {
   __m512 acc[ND];
