@@ -94,9 +94,14 @@ def unavailable_reason() -> str | None:
     return _failed
 
 
+def _takes(head_dim: int) -> bool:
+    """The kernel reads heads as pairs of bf16 and keeps up to MAX_HEAD_DIM of them in its blocks."""
+    return head_dim % 2 == 0 and head_dim <= MAX_HEAD_DIM
+
+
 def usable(head_dim: int) -> bool:
     """Whether attention of this head width can run through the kernel here."""
-    return head_dim % 2 == 0 and head_dim <= MAX_HEAD_DIM and library() is not None
+    return _takes(head_dim) and library() is not None
 
 
 def _strides(x: torch.Tensor) -> torch.Tensor:
@@ -186,7 +191,7 @@ def span_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: t
         raise ValueError(f"span_attention: q, k, v {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)} must be one "
                          f"[B, L, nh, hd] shape and lengths, divisions {tuple(lengths.shape)}, "
                          f"{tuple(divisions.shape)} [B]")
-    if q.shape[-1] % 2 or q.shape[-1] > MAX_HEAD_DIM or q.device.type != "cpu":
+    if not _takes(q.shape[-1]) or q.device.type != "cpu":
         raise ValueError(f"span_attention: head width {q.shape[-1]} on {q.device.type}; the kernel takes even widths "
                          f"up to {MAX_HEAD_DIM} on the CPU")
     lengths, divisions = (t.to(torch.int32).contiguous() for t in (lengths, divisions))  # the kernel reads int32

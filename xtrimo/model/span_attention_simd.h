@@ -22,7 +22,6 @@ constexpr float LOG2E = 1.44269504088896341f, LN2 = 0.69314718055994531f;
 inline int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 inline __mmask16 first(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << std::max(n, 0)) - 1u); }
-inline __mmask32 first32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << std::max(n, 0)) - 1u); }
 
 inline __m512bh pair(const bf16* p) {  // the bf16 pair at p broadcast to all 16 lanes
   int32_t w;
