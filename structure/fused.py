@@ -5,9 +5,11 @@ materialises the scores ``[*, I, H, J, J]``, adds the mask and triangle biases t
 memory-bound work that took half of a trunk block here. The attention of every row ``i`` shares one bias
 ``[H, J, J]`` (the triangle bias, plus the key mask: a key ``k`` is visible when residue ``k`` is real), so one
 fused ``scaled_dot_product_attention`` call per batch element with that bias broadcast over the rows gives the same
-result without the ``L^3`` intermediates (timings: docs/structure.md). Rows are still chunked to bound the q / k / v
-memory. Rows of padding residues attend over the real keys instead of the reference's all-masked row; those rows are
-padding and never reach real residues (tested against the reference on a padded batch).
+result without the ``L^3`` intermediates (timings: docs/structure.md). At inference in float32 on the CPU the
+attention and its gate run in one kernel (``triangle_attention.cpp``: about twice the flash kernel's rate at
+ESMFold's 32-wide heads), elsewhere through ``scaled_dot_product_attention``. Rows are still chunked to bound the
+q / k / v memory. Rows of padding residues attend over the real keys instead of the reference's all-masked row;
+those rows are padding and never reach real residues (tested against the reference on a padded batch).
 
 Triangle multiplication (Alg. 11/12): a, b and their gates are projected channel-first (``[*, C_z, L, L]``,
 contiguous), so the triangle product is a batched matmul over channels with no permuted copies of its operands
@@ -43,6 +45,8 @@ from transformers.models.esm.modeling_esmfold import (
     EsmFoldTriangularSelfAttentionBlock,
 )
 
+from xtrimo.structure import triangle_attention
+
 if TYPE_CHECKING:
     from transformers.models.esm.configuration_esm import TrunkConfig as EsmTrunkConfig
 
@@ -51,6 +55,8 @@ POSITIONS = 1024  # pair positions per block in the inference paths: a [4 C_z, 1
 
 class SdpaTriangleAttention(EsmFoldTriangleAttention):
     """Drop-in replacement for ``EsmFoldTriangleAttention`` (same parameters and call signature)."""
+
+    kernel = True  # inference in float32 on the CPU through triangle_attention.cpp where it builds; False: SDPA
 
     @classmethod
     def from_module(cls, module: EsmFoldTriangleAttention) -> SdpaTriangleAttention:
@@ -82,8 +88,12 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
         return out.transpose(-2, -3) if not self.starting else out
 
     def _bias(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """The triangle bias plus the key mask, ``[B, H, J(query), J(key)]``, from the normalised ``x``."""
-        bias = self.linear(x).permute(0, 3, 1, 2)
+        """The triangle bias plus the key mask, ``[B, H, J(query), J(key)]`` contiguous, from the normalised ``x``."""
+        b, rows, cols, c = x.shape
+        bias = torch.matmul(self.linear.weight, x.reshape(b, rows * cols, c).transpose(1, 2))  # [B, H, I * J]
+        if self.linear.bias is not None:
+            bias = bias + self.linear.bias[:, None]
+        bias = bias.view(b, -1, rows, cols)
         if mask is not None:
             # key k is real when residue k is: the pair mask's diagonal (row k, column k)
             key_mask = torch.diagonal(mask, dim1=-2, dim2=-1)  # [B, J]
@@ -94,9 +104,10 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
         """``z + self(z, mask, chunk_size)``, a new ``[B, I, J, C]`` tensor; ``z`` is not changed.
 
         Without autograd, per chunk of rows: one matmul gives the queries, keys, values and gate ``[R * J, 4 H D]``
-        (over blocks of ``POSITIONS`` rows); attention runs on strided views of it; per block of rows again, the gate
-        is applied in place in its own columns, which then feed the output projection, and the residual is added as
-        the block is written. The original's gate, reshaped output, gated product, stacked and concatenated results
+        (over blocks of ``POSITIONS`` rows); the gated attention output is written over the gate's columns (by
+        :func:`triangle_attention.gated_attention_` where it is usable, else SDPA on strided views and the gate in
+        place), which then feed the output projection per block of rows, and the residual is added as the block is
+        written. The original's gate, reshaped output, gated product, stacked and concatenated results
         and the block's separate residual pass (each ``[N, N, C]``) are gone.
         """
         mha = self.mha
@@ -113,23 +124,34 @@ class SdpaTriangleAttention(EsmFoldTriangleAttention):
         out_x = out if self.starting else out.transpose(-2, -3)
         b, rows, cols, c = xn.shape
         step = max(1, POSITIONS // cols)  # rows per block of about POSITIONS pair positions
+        kernel = self.kernel and triangle_attention.usable(xn)
         for i in range(b):
+            bias_i = bias[i] if kernel else bias[i : i + 1]  # [H, J, J] / [1, H, J, J]
             for rs in _spans(rows, chunk_size or rows):
                 xr = xn[i, rs].reshape(-1, c)  # [R * J, C]
                 proj = xr.new_empty(xr.shape[0], 4 * width)  # q, k, v, gate
                 for ps in _spans(xr.shape[0], POSITIONS):  # thin matmuls run twice as fast on blocks in cache
                     torch.mm(xr[ps], w.T, out=proj[ps])
                 r = xr.shape[0] // cols
-                q, k, v, g = (proj[:, j * width : (j + 1) * width].view(r, cols, self.no_heads, -1) for j in range(4))
-                o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                                   attn_mask=bias[i : i + 1]).transpose(1, 2)  # [R, J, H, D]
+                if kernel:  # the gated output written over the gate's columns
+                    triangle_attention.gated_attention_(proj, r, self.no_heads, bias_i, mha.linear_g.bias)
+                else:
+                    self._sdpa_gated(proj, r, cols, bias_i)
                 x_rows, out_rows = x[i, rs], out_x[i, rs]
                 for rr in _spans(r, step):
-                    g[rr].add_(mha.linear_g.bias.view(self.no_heads, -1)).sigmoid_().mul_(o[rr])
                     y = torch.addmm(mha.linear_o.bias, proj[rr.start * cols : rr.stop * cols, 3 * width :],
                                     mha.linear_o.weight.T)  # [R' * J, C]
                     torch.add(x_rows[rr], y.view(-1, cols, c), out=out_rows[rr])
         return out
+
+    def _sdpa_gated(self, proj: torch.Tensor, rows: int, cols: int, bias: torch.Tensor) -> None:
+        """:func:`triangle_attention.gated_attention_` through ``scaled_dot_product_attention`` (any dtype or
+        device): the gate columns of ``proj`` ``[R * J, 4 H D]`` become the gated output; ``bias`` ``[1, H, J, J]``."""
+        width = proj.shape[1] // 4
+        q, k, v, g = (proj[:, j * width : (j + 1) * width].view(rows, cols, self.no_heads, -1) for j in range(4))
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           attn_mask=bias).transpose(1, 2)  # [R, J, H, D]
+        g.add_(self.mha.linear_g.bias.view(self.no_heads, -1)).sigmoid_().mul_(o)
 
     def _rows(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """Attention of the rows in ``x`` ``[B, I', J, C]`` (a chunk of rows bounds the q / k / v memory)."""

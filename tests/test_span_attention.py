@@ -123,8 +123,8 @@ def test_kernel_is_left_out_where_it_does_not_apply(tiny_config):
 
 
 def test_failed_build_falls_back_to_sdpa(tiny_config, monkeypatch, tmp_path):
-    monkeypatch.setattr(sa, "_library", None)
-    monkeypatch.setattr(sa, "_failed", None)
+    monkeypatch.setattr(sa._native, "_library", None)
+    monkeypatch.setattr(sa._native, "_failed", None)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     cxx = tmp_path / "cxx"  # a compiler that writes half an output, then fails
     cxx.write_text('#!/bin/sh\n[ "$1" = --version ] && exec echo fake\n'

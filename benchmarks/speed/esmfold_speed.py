@@ -150,6 +150,11 @@ def main() -> None:
           f"{args.max_memory_gb}; peer: EsmForProteinFolding.infer at its fastest of chunk sizes "
           f"{[c or 'none' for c in args.peer_chunks]} (found in round 1), with glibc's allocator as it ships "
           f"('peer') and with the heap kept as xtrimo-fold keeps it ('peer, heap kept': retain_freed_memory)")
+    from xtrimo.structure.triangle_attention import unavailable_reason
+
+    why_not = unavailable_reason()
+    print("xtrimo's triangle attention: " + ("triangle_attention.cpp (float32, gate applied in the kernel)"
+                                             if why_not is None else f"scaled_dot_product_attention ({why_not})"))
     print("times: median (min-max) over the rounds; speed-up: ratio of the medians [lowest-highest ratio within a "
           "round]; GB: highest peak over the rounds (the peer's at its fastest chunk); "
           "estimate: activations, peak_bytes")

@@ -13,85 +13,39 @@ keeps ``scaled_dot_product_attention``.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import shutil
-import subprocess
-import tempfile
-import threading
 from pathlib import Path
 
 import torch
 
-log = logging.getLogger(__name__)
+from xtrimo.toolchain import NativeLibrary
 
 SOURCE = Path(__file__).with_name("span_attention.cpp")
 HEADER = SOURCE.with_name("span_attention_simd.h")  # included by SOURCE
 FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl",
          "-mavx512dq", "-mavx512bf16")
 MAX_HEAD_DIM = 128
-_lock = threading.Lock()
-_library: ctypes.CDLL | None = None
-_failed: str | None = None
 
 
-def kernel_dir() -> Path:
-    return Path(os.environ.get("XTRIMO_KERNEL_DIR", Path.home() / ".cache" / "xtrimo" / "kernels"))
-
-
-def _build() -> ctypes.CDLL:
-    """Compile the source (unless this machine has the library for it already) and load it."""
-    cxx = os.environ.get("CXX", "g++")
-    if shutil.which(cxx) is None:
-        raise RuntimeError(f"no C++ compiler {cxx!r}")
-    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
-    text = "\n".join([SOURCE.read_text(), HEADER.read_text(), version, *FLAGS])
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
-    target = kernel_dir() / f"span_attention-{key}.so"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # built beside the target and renamed: processes building at once (ddp) never load a half-written file
-        fd, tmp = tempfile.mkstemp(prefix=".span_attention.", suffix=".so", dir=target.parent)
-        os.close(fd)
-        try:
-            done = subprocess.run([cxx, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
-            if done.returncode != 0:
-                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-                raise RuntimeError(f"{cxx} failed on {SOURCE.name}: {last}")
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    lib = ctypes.CDLL(str(target))
+def _bind(lib: ctypes.CDLL) -> None:
     ptr, i32 = ctypes.c_void_p, ctypes.c_int
     lib.xt_span_attention_forward.argtypes = [ptr] * 6 + [i32] * 4 + [ptr, ptr, ctypes.c_float, ptr, ptr, i32]
     lib.xt_span_attention_backward.argtypes = (
         [ptr] * 9 + [i32] * 4 + [ptr, ptr, ctypes.c_float, ptr, ptr, ptr, i32])
-    return lib
+
+
+_native = NativeLibrary(
+    "span_attention", [SOURCE, HEADER], FLAGS, _bind,
+    lambda: None if torch.cpu._is_avx512_bf16_supported() else "this CPU has no AVX512_BF16")
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None where this CPU lacks AVX512_BF16 or the build failed (logged once)."""
-    global _library, _failed
-    if _library is not None or _failed is not None:
-        return _library
-    with _lock:
-        if _library is None and _failed is None:
-            if not torch.cpu._is_avx512_bf16_supported():
-                _failed = "this CPU has no AVX512_BF16"
-            else:
-                try:
-                    _library = _build()
-                except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-                    _failed = str(err)
-                    log.warning("bf16 span attention unavailable, using scaled_dot_product_attention: %s", err)
-    return _library
+    return _native.load()
 
 
 def unavailable_reason() -> str | None:
     """Why :func:`library` gave None (no AVX512_BF16, no compiler, a failed build), or None where it loaded."""
-    library()
-    return _failed
+    return _native.unavailable_reason()
 
 
 def _takes(head_dim: int) -> bool:
