@@ -94,9 +94,12 @@ class NativeLibrary:
         if shutil.which(cxx) is None:
             raise RuntimeError(f"no C++ compiler {cxx!r}")
         facts = [subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout]
-        if "-march=native" in self.flags:  # what native means on this CPU
+        if "-march=native" in self.flags:  # what native means on this CPU (GCC says; the CPU's flags for others)
             facts.append(subprocess.run([cxx, "-march=native", "-Q", "--help=target"], capture_output=True,
-                                        text=True, check=True).stdout)
+                                        text=True).stdout)
+            cpuinfo = Path("/proc/cpuinfo")
+            if cpuinfo.is_file():
+                facts.extend(line for line in cpuinfo.read_text().splitlines()[:40] if line.startswith("flags"))
         text = "\n".join([*(p.read_text() for p in self.sources), *facts, *self.flags])
         target = kernel_dir() / f"{self.name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.so"
         if not target.is_file():
