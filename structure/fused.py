@@ -6,7 +6,7 @@ memory-bound work that took half of a trunk block here. The attention of every r
 ``[H, J, J]`` (the triangle bias, plus the key mask: a key ``k`` is visible when residue ``k`` is real), so one
 fused ``scaled_dot_product_attention`` call per batch element with that bias broadcast over the rows gives the same
 result without the ``L^3`` intermediates (timings: docs/structure.md). At inference in float32 on the CPU the
-attention and its gate run in one kernel (``triangle_attention.cpp``: about twice the flash kernel's rate at
+attention and its gate run in one kernel (``triangle_attention.cpp``: 1.6-2.3x the flash kernel's rate at
 ESMFold's 32-wide heads), elsewhere through ``scaled_dot_product_attention``. Rows are still chunked to bound the
 q / k / v memory. Rows of padding residues attend over the real keys instead of the reference's all-masked row;
 those rows are padding and never reach real residues (tested against the reference on a padded batch).

@@ -113,7 +113,7 @@ struct Buffers {
     std::memset(v, 0, sizeof(float) * (size_t)Jp * Dv);  // and padding lanes of the values 0
   }
   ~Buffers() { for (float* p : {kt, v, q, s, o}) std::free(p); }
-  static float* alloc(size_t n) { return (float*)std::aligned_alloc(64, round_up((int)(n * 4), 64) + 64); }
+  static float* alloc(size_t n) { return (float*)std::aligned_alloc(64, (n * sizeof(float) + 127) / 64 * 64); }
 };
 
 // one (row, head): x holds the row's J positions, each `ld` floats: q | k | v | gate, each H * D wide

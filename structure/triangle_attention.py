@@ -3,8 +3,8 @@
 Built once per machine with the system C++ compiler (``-march=native``; :class:`xtrimo.toolchain.NativeLibrary`,
 kept in ``~/.cache/xtrimo/kernels``) and called through ctypes: inference only, so no autograd or
 ``torch.compile`` registration. Why it exists: PyTorch's CPU flash attention ran the triangle attentions of an
-ESMFold block (4 heads of 32, a bias per head) at about 80 GFLOP/s against about 200 for float32 matmuls on the
-same cores; this kernel, with the gate applied as it writes, at about 170 (docs/structure.md). Where the compiler
+ESMFold block (4 heads of 32, a bias per head) at 80-115 GFLOP/s against about 200 for float32 matmuls on the
+same cores; this kernel, with the gate applied as it writes, at 155-195 (docs/structure.md). Where the compiler
 or the build is missing, :func:`usable` says no and the trunk keeps ``scaled_dot_product_attention``.
 """
 
