@@ -1,5 +1,9 @@
-"""ESM-2 in transformers' format (e.g. a downloaded ``facebook/esm2_t33_650M_UR50D``) as the frozen language model of
-the trainable folding head: ``xtrimo-train experiment=fold plm.checkpoint=ESM2_DIR``.
+"""ESM-2 as the frozen language model of the trainable folding head: ``xtrimo-train experiment=fold
+plm.checkpoint=ESM2``, where ESM2 is a folder in transformers' format (e.g. a downloaded
+``facebook/esm2_t33_650M_UR50D``) or fair-esm's own file (``esm2_t33_650M_UR50D.pt``, as ``torch.hub`` keeps
+it).
+fair-esm's file is read with ``torch.load(weights_only=True)`` (tensors, containers and ``argparse.Namespace`` only;
+nothing else is unpickled) and its weights renamed into transformers' ``EsmModel`` by the table ``FAIR_ESM_NAMES``.
 
 The head reads the same features from it as from an xTrimoPGLM checkpoint: every layer's hidden states (embedding
 first) and every head's attention map over the residues, ``<cls>`` / ``<eos>`` dropped (ESMFold's
@@ -8,7 +12,10 @@ first) and every head's attention map over the residues, ``<cls>`` / ``<eos>`` d
 
 from __future__ import annotations
 
+import argparse
 import json
+import pickle
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,8 +25,31 @@ from torch import nn
 from xtrimo.checkpoint import CheckpointError
 
 
+# fair-esm's ESM-2 parameter names -> transformers' EsmModel's (the file's "encoder.sentence_encoder." / "encoder."
+# prefixes removed first, as fair-esm's loader does); the LM head is not part of EsmModel, rotary buffers are derived
+FAIR_ESM_NAMES = (
+    (r"embed_tokens\.", "embeddings.word_embeddings."),
+    (r"layers\.(\d+)\.self_attn\.q_proj\.", r"encoder.layer.\1.attention.self.query."),
+    (r"layers\.(\d+)\.self_attn\.k_proj\.", r"encoder.layer.\1.attention.self.key."),
+    (r"layers\.(\d+)\.self_attn\.v_proj\.", r"encoder.layer.\1.attention.self.value."),
+    (r"layers\.(\d+)\.self_attn\.out_proj\.", r"encoder.layer.\1.attention.output.dense."),
+    (r"layers\.(\d+)\.self_attn_layer_norm\.", r"encoder.layer.\1.attention.LayerNorm."),
+    (r"layers\.(\d+)\.fc1\.", r"encoder.layer.\1.intermediate.dense."),
+    (r"layers\.(\d+)\.fc2\.", r"encoder.layer.\1.output.dense."),
+    (r"layers\.(\d+)\.final_layer_norm\.", r"encoder.layer.\1.LayerNorm."),
+    (r"emb_layer_norm_after\.", "encoder.emb_layer_norm_after."),
+    (r"contact_head\.", "contact_head."),
+)
+FAIR_ESM_SKIPPED = re.compile(r"^(lm_head\.|.*rot_emb\.inv_freq$|.*inv_freq$)")
+# fair-esm's ESM-1b / ESM-2 alphabet, in id order (transformers' ESM-2 vocab.txt is the same list)
+FAIR_ESM_TOKENS = ("<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-", "<null_1>", "<mask>")
+
+
 def is_esm_checkpoint(path: str | Path) -> bool:
-    """``path`` holds a transformers ESM language model (``config.json`` with ``model_type: esm``, not ESMFold)."""
+    """``path`` holds an ESM-2 language model: a transformers folder (``config.json`` with ``model_type: esm``, not
+    ESMFold) or a fair-esm ``.pt`` file."""
+    if Path(path).is_file():
+        return Path(path).suffix == ".pt"
     config = Path(path) / "config.json"
     if not config.is_file():
         return False
@@ -51,6 +81,8 @@ class EsmLanguageModel(nn.Module):
         from transformers import EsmModel, EsmTokenizer
 
         path = Path(path)
+        if path.is_file():
+            return cls.from_fair_esm(path)
         try:
             tokenizer = EsmTokenizer.from_pretrained(path, local_files_only=True)
             # eager attention: the head reads the attention maps, which the fused kernels do not return
@@ -63,6 +95,52 @@ class EsmLanguageModel(nn.Module):
                                   f"{sorted(info.get('missing_keys', []))[:5]}, mismatched "
                                   f"{sorted(map(str, info.get('mismatched_keys', [])))[:5]}")
         return cls(model, tokenizer.get_vocab())
+
+    @classmethod
+    def from_fair_esm(cls, path: str | Path) -> EsmLanguageModel:
+        """Read fair-esm's ESM-2 file (``{"model": weights, "cfg": {"model": Namespace}}``) into transformers'
+        ``EsmModel``: every weight placed, none left over (the LM head aside).
+
+        Raises:
+            CheckpointError: an unreadable file, another model (ESM-1b, MSA Transformer) or weights that do not fit
+                the file's own configuration (one line).
+        """
+        from transformers import EsmConfig, EsmModel
+
+        path = Path(path)
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                data = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+            raise CheckpointError(f"{path}: not a readable fair-esm file ({str(exc).splitlines()[0]})") from None
+        cfg = data.get("cfg", {}).get("model") if isinstance(data, dict) and isinstance(data.get("cfg"), dict) else None
+        if not isinstance(cfg, argparse.Namespace) or not isinstance(data.get("model"), dict):
+            raise CheckpointError(f"{path}: not a fair-esm ESM-2 file (no 'cfg.model' settings and 'model' weights; "
+                                  "ESM-1b and MSA Transformer files are not supported)")
+        try:
+            width, layers, heads = cfg.encoder_embed_dim, cfg.encoder_layers, cfg.encoder_attention_heads
+            config = EsmConfig(vocab_size=len(FAIR_ESM_TOKENS), hidden_size=width, num_hidden_layers=layers,
+                               num_attention_heads=heads, intermediate_size=4 * width, max_position_embeddings=1026,
+                               position_embedding_type="rotary", token_dropout=bool(cfg.token_dropout),
+                               emb_layer_norm_before=False, layer_norm_eps=1e-5, mask_token_id=32, pad_token_id=1,
+                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        except AttributeError as exc:
+            raise CheckpointError(f"{path}: fair-esm settings incomplete ({exc})") from None
+        config._attn_implementation = "eager"  # the head reads the attention maps
+        model = EsmModel(config, add_pooling_layer=False)
+        state = {_fair_esm_name(k): v for k, v in data["model"].items() if not FAIR_ESM_SKIPPED.match(_unprefixed(k))}
+        expected = {k for k in model.state_dict() if not k.endswith("inv_freq")}
+        missing = sorted(expected - set(state) - {k for k in expected if k.startswith("contact_head.")})
+        unexpected = sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: fair-esm weights do not match its settings: missing {missing[:5]}, "
+                                  f"unexpected {unexpected[:5]}")
+        try:
+            model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: fair-esm weights do not match its settings "
+                                  f"({str(exc).splitlines()[-1].strip()})") from None
+        return cls(model, {token: i for i, token in enumerate(FAIR_ESM_TOKENS)})
 
     def tokens(self, sequences: list[str]) -> torch.Tensor:
         """``[B, 2 + max length]`` ids: ``<cls>`` residues ``<eos>``, right-padded; unknown letters -> ``<unk>``."""
@@ -88,3 +166,17 @@ class EsmLanguageModel(nn.Module):
         for i, s in enumerate(sequences):
             mask[i, : len(s)] = 1
         return states.float(), None if attn is None else attn.float(), mask
+
+
+def _unprefixed(name: str) -> str:
+    return re.sub(r"^(encoder\.sentence_encoder\.|encoder\.)", "", name)
+
+
+def _fair_esm_name(name: str) -> str:
+    """fair-esm's parameter name -> transformers' (``FAIR_ESM_NAMES``); unknown names are kept, to be reported."""
+    name = _unprefixed(name)
+    for pattern, replacement in FAIR_ESM_NAMES:
+        new, hits = re.subn("^" + pattern, replacement, name)
+        if hits:
+            return new
+    return name

@@ -68,7 +68,7 @@ class FoldResult:
 
 def load_plm(path: str | Path) -> XTrimoPGLM | EsmLanguageModel:
     """The frozen PLM in ``path``: an xTrimoPGLM checkpoint, or ESM-2 in transformers' format (``config.json`` with
-    ``model_type: esm``; :mod:`xtrimo.structure.esm_plm`).
+    ``model_type: esm``) or as fair-esm's ``.pt`` file (:mod:`xtrimo.structure.esm_plm`).
 
     Raises:
         CheckpointError: neither (one line).

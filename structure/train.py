@@ -2,7 +2,8 @@
 
     xtrimo-train experiment=fold plm.checkpoint=PLM_DIR [data.structures=DIR_OR_SET[,...]] [trainer.max_minutes=4]
 
-PLM_DIR: an xtrimo checkpoint, or ESM-2 in transformers' format (e.g. a downloaded facebook/esm2_t33_650M_UR50D).
+PLM_DIR: an xtrimo checkpoint, or ESM-2 in transformers' format (e.g. a downloaded facebook/esm2_t33_650M_UR50D)
+or fair-esm's file (esm2_t33_650M_UR50D.pt).
 
 Hydra config root: ``configs/fold/fold.yaml`` (schema :class:`FoldTrainConfig`). The run writes
 ``output_dir/head`` (a folding checkpoint for ``Folder.from_pretrained`` / ``xtrimo-fold``) and
@@ -32,7 +33,7 @@ log = logging.getLogger("xtrimo.structure")
 
 @dataclass
 class PLMConfig:
-    checkpoint: str = "???"  # frozen PLM: an xtrimo checkpoint, or ESM-2 in transformers' format (config.json)
+    checkpoint: str = "???"  # frozen PLM: an xtrimo checkpoint, or ESM-2 (a transformers folder, a fair-esm .pt)
 
 
 @dataclass

@@ -46,3 +46,13 @@ def run_cli(args: list[str], timeout: float = 600, **popen: object) -> subproces
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "xtrimo.train.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=popen.get("cwd", REPO))
+
+
+def tiny_fold_run(plm: Path, out: Path, structures: Path) -> list[str]:
+    """``xtrimo-train experiment=fold`` overrides for a 2-step run of a tiny head on ``plm`` (frozen)."""
+    return [f"plm.checkpoint={plm}", f"output_dir={out}", f"data.structures={structures}", "data.val_percent=10",
+            "data.crop_size=24", "data.max_eval_length=70", "trainer.max_steps=2", "trainer.max_minutes=0",
+            "trainer.eval_recycles=0", "head.trunk.c_s=32", "head.trunk.c_z=16", "head.trunk.pairwise_head_width=8",
+            "head.trunk.num_blocks=1", "head.trunk.structure_module.no_blocks=2",
+            "head.trunk.structure_module.c_s=32", "head.trunk.structure_module.c_z=16"]
+

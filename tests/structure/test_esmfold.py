@@ -18,7 +18,7 @@ from xtrimo.structure.esmfold import chunk_for_memory, peak_bytes
 from xtrimo.structure.folder import split_chains
 from xtrimo.data.pdb import sequence_to_aatype
 
-from tests.helpers import read_csv
+from tests.helpers import read_csv, tiny_fold_run
 
 # fair-esm / facebook/esmfold_v1 vocabulary
 VOCAB = ["<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K", "Q", "N",
@@ -255,11 +255,5 @@ def test_esm2_features_equal_transformers_and_train_a_head(esm2_dir: Path, tmp_p
         out = ref(ids, output_hidden_states=True)
     torch.testing.assert_close(states[1, :10], torch.stack(out.hidden_states, 2)[0, 1:11], atol=1e-5, rtol=1e-5)
     out_dir = tmp_path / "run"
-    assert main(["experiment=fold", f"plm.checkpoint={esm2_dir}", f"output_dir={out_dir}",
-                 f"data.structures={shared_data / 'structures_pfam_domains'}", "data.val_percent=10",
-                 "data.crop_size=24", "data.max_eval_length=70", "trainer.max_steps=2", "trainer.max_minutes=0",
-                 "trainer.eval_recycles=0", "head.trunk.c_s=32", "head.trunk.c_z=16",
-                 "head.trunk.pairwise_head_width=8", "head.trunk.num_blocks=1",
-                 "head.trunk.structure_module.no_blocks=2", "head.trunk.structure_module.c_s=32",
-                 "head.trunk.structure_module.c_z=16"]) == 0
+    assert main(["experiment=fold", *tiny_fold_run(esm2_dir, out_dir, shared_data / "structures_pfam_domains")]) == 0
     assert Folder.from_pretrained(out_dir / "head").fold("MKTAYIAKQR").structure.atom_positions.shape == (10, 37, 3)
