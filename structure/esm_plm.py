@@ -40,7 +40,7 @@ FAIR_ESM_NAMES = (
     (r"emb_layer_norm_after\.", "encoder.emb_layer_norm_after."),
     (r"contact_head\.", "contact_head."),
 )
-FAIR_ESM_SKIPPED = re.compile(r"^(lm_head\.|.*rot_emb\.inv_freq$|.*inv_freq$)")
+FAIR_ESM_SKIPPED = re.compile(r"^lm_head\.|\.inv_freq$")
 # fair-esm's ESM-1b / ESM-2 alphabet, in id order (transformers' ESM-2 vocab.txt is the same list)
 FAIR_ESM_TOKENS = ("<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO.-", "<null_1>", "<mask>")
 
@@ -128,7 +128,7 @@ class EsmLanguageModel(nn.Module):
             raise CheckpointError(f"{path}: fair-esm settings incomplete ({exc})") from None
         config._attn_implementation = "eager"  # the head reads the attention maps
         model = EsmModel(config, add_pooling_layer=False)
-        state = {_fair_esm_name(k): v for k, v in data["model"].items() if not FAIR_ESM_SKIPPED.match(_unprefixed(k))}
+        state = {_fair_esm_name(k): v for k, v in data["model"].items() if not FAIR_ESM_SKIPPED.search(_unprefixed(k))}
         expected = {k for k in model.state_dict() if not k.endswith("inv_freq")}
         missing = sorted(expected - set(state) - {k for k in expected if k.startswith("contact_head.")})
         unexpected = sorted(set(state) - expected)
