@@ -128,7 +128,8 @@ class EsmLanguageModel(nn.Module):
             raise CheckpointError(f"{path}: fair-esm settings incomplete ({exc})") from None
         config._attn_implementation = "eager"  # the head reads the attention maps
         model = EsmModel(config, add_pooling_layer=False)
-        state = {_fair_esm_name(k): v for k, v in data["model"].items() if not FAIR_ESM_SKIPPED.search(_unprefixed(k))}
+        names = {key: re.sub(r"^(encoder\.sentence_encoder\.|encoder\.)", "", key) for key in data["model"]}
+        state = {_fair_esm_name(names[k]): v for k, v in data["model"].items() if not FAIR_ESM_SKIPPED.search(names[k])}
         expected = {k for k in model.state_dict() if not k.endswith("inv_freq")}
         missing = sorted(expected - set(state) - {k for k in expected if k.startswith("contact_head.")})
         unexpected = sorted(set(state) - expected)
@@ -168,13 +169,9 @@ class EsmLanguageModel(nn.Module):
         return states.float(), None if attn is None else attn.float(), mask
 
 
-def _unprefixed(name: str) -> str:
-    return re.sub(r"^(encoder\.sentence_encoder\.|encoder\.)", "", name)
-
-
 def _fair_esm_name(name: str) -> str:
-    """fair-esm's parameter name -> transformers' (``FAIR_ESM_NAMES``); unknown names are kept, to be reported."""
-    name = _unprefixed(name)
+    """fair-esm's parameter name (prefixes removed) -> transformers' (``FAIR_ESM_NAMES``); unknown names are kept,
+    to be reported."""
     for pattern, replacement in FAIR_ESM_NAMES:
         new, hits = re.subn("^" + pattern, replacement, name)
         if hits:

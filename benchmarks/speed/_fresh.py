@@ -1,4 +1,4 @@
-"""Shared by the speed scripts: one measurement per fresh process, and real corpus sequences."""
+"""Shared by the speed scripts: one measurement per fresh process, real corpus sequences, an ESMFold trunk block."""
 
 from __future__ import annotations
 
@@ -57,3 +57,22 @@ def corpus_sequences(max_len: int) -> list[str]:
     from xtrimo.data.registry import dataset_path
 
     return [r.sequence[:max_len] for r in read_fasta(dataset_path("pretrain_corpus") / "valid.fasta.gz")]
+
+
+def esmfold_v1_block(fused: bool):
+    """One ESMFold v1 trunk block (c_s 1024, c_z 128, head widths 32), random weights N(0, 0.02), eval mode: xtrimo's
+    fused block if ``fused`` (the same weights), else transformers' ``EsmFoldTriangularSelfAttentionBlock``."""
+    import torch
+    from transformers.models.esm.configuration_esm import TrunkConfig
+    from transformers.models.esm.modeling_esmfold import EsmFoldTriangularSelfAttentionBlock
+
+    from xtrimo.structure.fused import fuse_trunk_blocks
+
+    cfg = TrunkConfig(sequence_state_dim=1024, pairwise_state_dim=128, sequence_head_width=32, pairwise_head_width=32)
+    blocks = torch.nn.ModuleList([EsmFoldTriangularSelfAttentionBlock(cfg).eval()])
+    with torch.no_grad():
+        for p in blocks.parameters():
+            p.normal_(0, 0.02)
+    if fused:
+        fuse_trunk_blocks(blocks)
+    return blocks[0]

@@ -14,35 +14,26 @@ import resource
 import statistics
 import time
 
-from _fresh import run_in_fresh_process
+from _fresh import esmfold_v1_block, run_in_fresh_process
 
 
 def _measure(queue, impl: str, retain: bool, length: int, chunk: int, repeats: int, threads: int) -> None:
     import torch
-    from transformers.models.esm.configuration_esm import TrunkConfig
-    from transformers.models.esm.modeling_esmfold import EsmFoldTriangularSelfAttentionBlock
 
     from xtrimo.structure.allocator import retain_freed_memory
-    from xtrimo.structure.fused import fuse_trunk_blocks
 
     if retain:
         retain_freed_memory()
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg = TrunkConfig(sequence_state_dim=1024, pairwise_state_dim=128, sequence_head_width=32, pairwise_head_width=32)
-    blocks = torch.nn.ModuleList([EsmFoldTriangularSelfAttentionBlock(cfg).eval()])
-    with torch.no_grad():
-        for p in blocks.parameters():
-            p.normal_(0, 0.02)
-    if impl == "xtrimo":
-        fuse_trunk_blocks(blocks)
+    block = esmfold_v1_block(fused=impl == "xtrimo")
     s, z, mask = torch.randn(1, length, 1024), torch.randn(1, length, length, 128), torch.ones(1, length)
     times, faults = [], []
     with torch.no_grad():
         for i in range(repeats + 1):
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
-            out = blocks[0](s, z, mask=mask, chunk_size=chunk)
+            out = block(s, z, mask=mask, chunk_size=chunk)
             if i:  # the first call also pages in the weights and the heap
                 times.append(time.perf_counter() - t0)
                 faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)

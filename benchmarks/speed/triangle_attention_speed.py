@@ -15,6 +15,8 @@ import time
 
 import torch
 
+from _fresh import esmfold_v1_block
+
 
 def _median(fn, repeats: int) -> float:
     fn()
@@ -33,12 +35,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    from transformers.models.esm.configuration_esm import TrunkConfig
-    from transformers.models.esm.modeling_esmfold import EsmFoldTriangularSelfAttentionBlock
-
     from xtrimo.structure import triangle_attention as ta
     from xtrimo.structure.allocator import retain_freed_memory
-    from xtrimo.structure.fused import SdpaTriangleAttention, fuse_trunk_blocks
+    from xtrimo.structure.fused import SdpaTriangleAttention
 
     if ta.unavailable_reason() is not None:
         raise SystemExit(f"triangle attention kernel not built here: {ta.unavailable_reason()}")
@@ -49,15 +48,11 @@ def main() -> None:
     peak = 2 * 2048 ** 3 / _median(lambda: a @ b, args.repeats) / 1e9
     print(f"float32, {args.threads} thread(s), median of {args.repeats}; 2048^3 matmul {peak:.0f} GFLOP/s")
     heads, dim = 4, 32
-    fused = SdpaTriangleAttention(128, dim, heads, starting=True)
-    gate_bias = torch.randn(heads * dim)
-    cfg = TrunkConfig(sequence_state_dim=1024, pairwise_state_dim=128, sequence_head_width=32, pairwise_head_width=32)
-    block = torch.nn.ModuleList([EsmFoldTriangularSelfAttentionBlock(cfg).eval()])
-    with torch.no_grad():
-        for w in list(block.parameters()) + list(fused.parameters()):
-            w.normal_(0, 0.02)
-        fused.mha.linear_g.bias.copy_(gate_bias)
-    fuse_trunk_blocks(block)
+    fused = SdpaTriangleAttention(128, dim, heads, starting=True).requires_grad_(False)
+    for w in fused.parameters():
+        w.normal_(0, 0.02)
+    gate_bias = fused.mha.linear_g.bias  # the SDPA path reads the module's own
+    block = esmfold_v1_block(fused=True)
     print(f"{'L':>5} {'attention, ' + str(args.rows) + ' rows':>22} {'kernel ms':>10} {'GFLOP/s':>8} "
           f"{'SDPA + gate ms':>14} {'GFLOP/s':>8} {'speed-up':>8} {'block, kernel s':>16} {'block, SDPA s':>14} "
           f"{'speed-up':>8}")
@@ -73,7 +68,7 @@ def main() -> None:
             for use in (True, False, True, False):
                 SdpaTriangleAttention.kernel = use
                 per_path.setdefault(use, []).append(
-                    _median(lambda: block[0](s, z, mask=mask, chunk_size=args.rows), max(1, args.repeats // 2)))
+                    _median(lambda: block(s, z, mask=mask, chunk_size=args.rows), max(1, args.repeats // 2)))
         SdpaTriangleAttention.kernel = True
         with_k, without = min(per_path[True]), min(per_path[False])
         print(f"{length:>5} {f'[{args.rows}, {length}, {heads}, {dim}]':>22} {kernel * 1e3:>10.1f} "
