@@ -55,4 +55,3 @@ def tiny_fold_run(plm: Path, out: Path, structures: Path) -> list[str]:
             "trainer.eval_recycles=0", "head.trunk.c_s=32", "head.trunk.c_z=16", "head.trunk.pairwise_head_width=8",
             "head.trunk.num_blocks=1", "head.trunk.structure_module.no_blocks=2",
             "head.trunk.structure_module.c_s=32", "head.trunk.structure_module.c_z=16"]
-
